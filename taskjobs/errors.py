@@ -1,0 +1,27 @@
+"""The one error tree of taskjobs: every error it raises is a ``TaskJobsError``."""
+
+from __future__ import annotations
+
+
+class TaskJobsError(Exception):
+    """Base class of every error raised by taskjobs."""
+
+
+class InvalidInputError(TaskJobsError, ValueError):
+    """A value given to taskjobs is not valid; nothing was written."""
+
+
+class InvalidStateError(InvalidInputError):
+    """A job state outside the documented ones."""
+
+
+class UnknownFieldError(InvalidInputError):
+    """Job data with keys that are not job fields."""
+
+
+class ConfigurationError(InvalidInputError):
+    """A setting (database URL, option) taskjobs cannot use."""
+
+
+class StoreError(TaskJobsError):
+    """The job store failed; the database error is the ``__cause__``."""

@@ -1,0 +1,246 @@
+"""The job store: the only code that builds SQL. One transaction per call, own errors only."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy.engine import URL
+
+from taskjobs.errors import InvalidInputError, StoreError
+from taskjobs.model import JOB_FIELDS, TEXT_FIELDS, Job
+from taskjobs.store import schema
+from taskjobs.store.engine import WRITE_OPTION, create_engine, make_fork_safe, parse_url, safe_url
+from taskjobs.store.tables import jobs
+
+__all__ = ["Store", "make_fork_safe", "store_for"]
+
+# Each dialect's INSERT with an upsert clause.
+_INSERTS: dict[str, Any] = {
+    "postgresql": postgresql.insert,
+    "sqlite": sqlite.insert,
+    "mysql": mysql.insert,
+    "mariadb": mysql.insert,
+}
+
+
+class Store:
+    """Jobs in one database, reached through a pooled engine of this process."""
+
+    def __init__(self, url: str | URL) -> None:
+        self.url = parse_url(url)
+        self.engine = create_engine(self.url)
+        self._insert = _INSERTS[self.engine.dialect.name]
+        self._schema_ready = False
+        self._schema_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"Store({safe_url(self.url)!r})"
+
+    # -- writes ---------------------------------------------------------------------------------
+
+    def write(
+        self,
+        job_id: str,
+        values: Mapping[str, Any],
+        *,
+        fill: Mapping[str, Any] | None = None,
+        seq: int | None = None,
+        message: str | None = None,
+        guard_message: bool = False,
+        read_back: bool = False,
+    ) -> Job | None:
+        """Insert or update one job in a single statement.
+
+        ``values`` are set; ``fill`` columns are set only where the row has none yet. With
+        ``seq`` (a lifecycle order key) ``values`` apply only if ``seq`` is newer than the row's.
+        ``message`` is appended to ``messages`` (only with ``values`` if ``guard_message``).
+        With ``read_back`` the stored job is returned, read in the same transaction.
+        """
+        statement = self._upsert(job_id, values, fill or {}, seq, message, guard_message)
+        with self._transaction(write=True) as connection:
+            connection.execute(statement)
+            return self._get(connection, job_id) if read_back else None
+
+    def _upsert(
+        self,
+        job_id: str,
+        values: Mapping[str, Any],
+        fill: Mapping[str, Any],
+        seq: int | None,
+        message: str | None,
+        guard_message: bool,
+    ) -> sa.Executable:
+        row: dict[str, Any] = {**fill, **values, "id": job_id}
+        if seq is not None:
+            row["seq"] = seq
+        if message is not None:
+            row["messages"] = message
+        insert: Any = self._insert(jobs).values(row)
+        # The values this statement would have inserted, as the conflict clause sees them.
+        new = insert.inserted if self._insert is mysql.insert else insert.excluded
+        current = jobs.c
+        guard = None if seq is None else sa.or_(current.seq.is_(None), current.seq < new.seq)
+
+        def guarded(column: str, value: Any) -> Any:
+            return value if guard is None else sa.case((guard, value), else_=current[column])
+
+        # MySQL applies assignments left to right and later ones see earlier results, so the
+        # guard's own column, ``seq``, is assigned last.
+        updates: list[tuple[str, Any]] = [
+            (column, guarded(column, new[column])) for column in values
+        ]
+        updates += [(column, sa.func.coalesce(current[column], new[column])) for column in fill]
+        if message is not None:
+            appended = sa.func.coalesce(current.messages, "") + new.messages
+            updates.append(
+                ("messages", guarded("messages", appended) if guard_message else appended)
+            )
+        if seq is not None:
+            updates.append(("seq", guarded("seq", new.seq)))
+        if isinstance(insert, mysql.Insert):
+            return insert.on_duplicate_key_update(updates)
+        upsert: sa.Executable = insert.on_conflict_do_update(
+            index_elements=[current.id], set_=dict(updates)
+        )
+        return upsert
+
+    def delete(self, job_id: str) -> bool:
+        """Delete one job; True if it existed."""
+        with self._transaction(write=True) as connection:
+            deleted = connection.execute(sa.delete(jobs).where(jobs.c.id == job_id)).rowcount
+        return bool(deleted)
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    def get(self, job_id: str) -> Job | None:
+        """The job with this id, or None."""
+        with self._transaction() as connection:
+            return self._get(connection, job_id)
+
+    def select(
+        self,
+        *,
+        status: str | None = None,
+        name: str | None = None,
+        user: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int | None = None,
+        after: str | None = None,
+    ) -> list[Job]:
+        """Jobs matching every given filter, newest first; ``after`` is the last id of a page."""
+        query = sa.select(jobs)
+        for column, value in ((jobs.c.status, status), (jobs.c.name, name), (jobs.c.user, user)):
+            if value is not None:
+                query = query.where(column == value)
+        if since is not None:
+            query = query.where(jobs.c.created_at >= since)
+        if until is not None:
+            query = query.where(jobs.c.created_at < until)
+        query = query.order_by(jobs.c.created_at.desc(), jobs.c.id.desc())
+        if limit is not None:
+            query = query.limit(limit)
+        with self._transaction() as connection:
+            if after is not None:
+                created_at = connection.scalar(
+                    sa.select(jobs.c.created_at).where(jobs.c.id == after)
+                )
+                if created_at is None:
+                    raise InvalidInputError(
+                        f"unknown job id {after!r} given as the page cursor 'after': "
+                        "pass the id of the last job of the previous page"
+                    )
+                query = query.where(
+                    sa.or_(
+                        jobs.c.created_at < created_at,
+                        sa.and_(jobs.c.created_at == created_at, jobs.c.id < after),
+                    )
+                )
+            return [_job(row) for row in connection.execute(query).mappings()]
+
+    def _get(self, connection: sa.Connection, job_id: str) -> Job | None:
+        row = connection.execute(sa.select(jobs).where(jobs.c.id == job_id)).mappings().first()
+        return None if row is None else _job(row)
+
+    # -- plumbing -------------------------------------------------------------------------------
+
+    def upgrade(self) -> tuple[str | None, str | None]:
+        """Bring the schema to the newest version; returns (revision before, revision now)."""
+        with self._errors("upgrade the schema"):
+            before, now = schema.upgrade(self.engine, write_option={WRITE_OPTION: True})
+        self._schema_ready = True
+        return before, now
+
+    def revision(self) -> str | None:
+        """The schema revision of the database (None for an empty one)."""
+        with self._errors("read the schema revision"):
+            return schema.current_revision(self.engine)
+
+    def dispose(self) -> None:
+        """Close every pooled connection of this store."""
+        self.engine.dispose()
+
+    def _ensure_schema(self) -> None:
+        if self._schema_ready:
+            return
+        with self._schema_lock:
+            if not self._schema_ready:
+                self.upgrade()
+
+    @contextmanager
+    def _transaction(self, *, write: bool = False) -> Iterator[sa.Connection]:
+        """One transaction, committed on success; database errors become ``StoreError``."""
+        self._ensure_schema()
+        with self._errors("write jobs" if write else "read jobs"):
+            connection = self.engine.connect()
+            if write:
+                connection = connection.execution_options(**{WRITE_OPTION: True})
+            with connection, connection.begin():
+                yield connection
+
+    @contextmanager
+    def _errors(self, operation: str) -> Iterator[None]:
+        try:
+            yield
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreError(
+                f"could not {operation} in {safe_url(self.url)}: {_reason(exc)}"
+            ) from exc
+
+
+def _job(row: sa.RowMapping) -> Job:
+    """The one place a database row becomes a ``Job``."""
+    fields = {name: row[name] for name in JOB_FIELDS}
+    for name in TEXT_FIELDS:
+        if fields[name] is None:
+            fields[name] = ""
+    if fields["retries"] is None:
+        fields["retries"] = 0
+    return Job(**fields)
+
+
+def _reason(exc: sa.exc.SQLAlchemyError) -> str:
+    """The driver's own message, on one line, without SQLAlchemy's statement dump."""
+    original = getattr(exc, "orig", None)
+    text = str(original if original is not None else exc)
+    return " ".join(text.split())[:500]
+
+
+_stores: dict[str, Store] = {}
+_stores_lock = threading.Lock()
+
+
+def store_for(url: str | URL) -> Store:
+    """The store of this process for ``url``, built on first use and then reused."""
+    key = parse_url(url).render_as_string(hide_password=False)
+    store = _stores.get(key)
+    if store is None:
+        with _stores_lock:
+            store = _stores.setdefault(key, Store(key))
+    return store

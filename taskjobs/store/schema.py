@@ -1,0 +1,82 @@
+"""Schema versions: Alembic migrations shipped in the package, applied on first use."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, text
+
+from taskjobs.store.tables import VERSION_TABLE
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+# Key of the database-wide lock that lets one process at a time migrate (PostgreSQL, MySQL).
+LOCK_NAME = "taskjobs_migrate"
+LOCK_KEY = 0x7461736B6A6F6273  # "taskjobs"
+# Seconds a process waits for another one's migration to finish (MySQL's GET_LOCK).
+LOCK_TIMEOUT = 60
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    """An Alembic configuration for our migrations, optionally bound to a connection."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+def head_revision() -> str | None:
+    """The newest schema revision this version of taskjobs ships."""
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The revision a database is at; None when taskjobs never created its tables there."""
+    with engine.connect() as connection:
+        return _revision(connection)
+
+
+def _revision(connection: Connection) -> str | None:
+    context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
+    return context.get_current_revision()
+
+
+def upgrade(engine: Engine, *, write_option: dict[str, Any]) -> tuple[str | None, str | None]:
+    """Migrate to the head revision, one process at a time; returns (before, after)."""
+    head = head_revision()
+    before = current_revision(engine)
+    if before == head:
+        return before, head
+    with engine.connect() as connection:
+        connection = connection.execution_options(**write_option)
+        try:
+            with connection.begin():
+                _lock(connection)
+                before = _revision(connection)
+                if before != head:
+                    command.upgrade(alembic_config(connection), "head")
+        finally:
+            _unlock(connection)
+    return before, head
+
+
+def _lock(connection: Connection) -> None:
+    """Wait until no other process migrates this database (SQLite: BEGIN IMMEDIATE did it)."""
+    dialect = connection.dialect.name
+    if dialect == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
+    elif dialect in ("mysql", "mariadb"):
+        connection.execute(
+            text("SELECT GET_LOCK(:name, :timeout)"), {"name": LOCK_NAME, "timeout": LOCK_TIMEOUT}
+        )
+
+
+def _unlock(connection: Connection) -> None:
+    """Release MySQL's lock, which outlives the transaction on the pooled connection."""
+    if connection.dialect.name in ("mysql", "mariadb"):
+        connection.execute(text("DO RELEASE_LOCK(:name)"), {"name": LOCK_NAME})
+        connection.commit()

@@ -1,0 +1,89 @@
+"""The tables, as SQLAlchemy Core metadata. Migrations under ``migrations/`` build the same."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
+from sqlalchemy.engine import Dialect
+
+from taskjobs.model import MAX_KEY_LENGTH
+
+JOBS_TABLE = "taskjobs_jobs"
+# Alembic's version table for our schema, named so it never meets an application's own.
+VERSION_TABLE = "taskjobs_alembic_version"
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """Aware UTC datetimes in Python, naive UTC in every database (microseconds kept on MySQL)."""
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> sa.types.TypeEngine[Any]:
+        if dialect.name in ("mysql", "mariadb"):
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        return dialect.type_descriptor(sa.DateTime())
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None or value.tzinfo is None:
+            return value
+        return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=timezone.utc)
+
+
+# Unbounded text: TEXT on PostgreSQL and SQLite, LONGTEXT (4 GB) on MySQL where TEXT is 64 KB.
+LongText = sa.Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
+
+
+def key_column(name: str, **kwargs: Any) -> sa.Column[str]:
+    """A bounded string column that can be indexed on every database."""
+    return sa.Column(name, sa.String(MAX_KEY_LENGTH), **kwargs)
+
+
+metadata = sa.MetaData()
+
+jobs = sa.Table(
+    JOBS_TABLE,
+    metadata,
+    key_column("id", primary_key=True),
+    # Documented fields. NULL means "never set" and reads as the schema default.
+    key_column("name", nullable=True),
+    key_column("user", nullable=True),
+    sa.Column("request", LongText, nullable=True),
+    sa.Column("result", LongText, nullable=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("messages", LongText, nullable=True),
+    # What the Celery layer records.
+    sa.Column("celery_state", sa.String(32), nullable=True),
+    key_column("worker", nullable=True),
+    sa.Column("pid", sa.Integer, nullable=True),
+    key_column("queue", nullable=True),
+    sa.Column("retries", sa.Integer, nullable=True),
+    key_column("parent_id", nullable=True),
+    key_column("root_id", nullable=True),
+    key_column("group_id", nullable=True),
+    sa.Column("eta", UTCDateTime, nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("received_at", UTCDateTime, nullable=True),
+    sa.Column("started_at", UTCDateTime, nullable=True),
+    sa.Column("finished_at", UTCDateTime, nullable=True),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("runtime", sa.Float, nullable=True),
+    # The lifecycle order key of the newest automatic write (see ``model.order_key``).
+    sa.Column("seq", sa.Integer, nullable=True),
+    sa.Index("ix_taskjobs_jobs_status_created", "status", "created_at"),
+    sa.Index("ix_taskjobs_jobs_name_created", "name", "created_at"),
+    sa.Index("ix_taskjobs_jobs_user_created", "user", "created_at"),
+    sa.Index("ix_taskjobs_jobs_created", "created_at"),
+    sa.Index("ix_taskjobs_jobs_worker_status", "worker", "status"),
+    sa.Index("ix_taskjobs_jobs_parent_id", "parent_id"),
+    sa.Index("ix_taskjobs_jobs_root_id", "root_id"),
+    sa.Index("ix_taskjobs_jobs_group_id", "group_id"),
+    mysql_charset="utf8mb4",
+    mysql_engine="InnoDB",
+)

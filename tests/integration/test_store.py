@@ -1,0 +1,286 @@
+"""The store: single-statement writes, the lifecycle guard, errors, concurrency, migrations."""
+
+from __future__ import annotations
+
+import multiprocessing
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+import taskjobs
+from taskjobs.api.job import getJob, setJob, transition
+from taskjobs.errors import ConfigurationError, StoreError
+from taskjobs.model import STAGE_ENDED, STAGE_PUBLISHED, STAGE_RUNNING, order_key
+from taskjobs.store import Store, store_for
+from taskjobs.store.schema import head_revision
+from taskjobs.store.tables import VERSION_TABLE, metadata
+
+
+@contextmanager
+def count_statements(store: Store) -> Iterator[list[str]]:
+    """Collect the SQL statements the store sends, transaction control left out."""
+    seen: list[str] = []
+
+    def record(_conn, _cursor, statement: str, *_args: object) -> None:  # type: ignore[no-untyped-def]
+        if statement.split()[0].upper() not in ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT"):
+            seen.append(statement)
+
+    sa.event.listen(store.engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        sa.event.remove(store.engine, "before_cursor_execute", record)
+
+
+def test_a_transition_is_one_statement(store: Store) -> None:
+    transition("one", "pending", {"name": "n"})
+    with count_statements(store) as seen:
+        transition("one", "running", {"worker": "w1"}, seq=order_key(0, STAGE_RUNNING))
+        transition("two", "pending", {"name": "new"}, seq=order_key(0, STAGE_PUBLISHED))
+    assert len(seen) == 2
+    assert all(s.lstrip().upper().startswith("INSERT") for s in seen)
+
+
+def test_an_older_or_repeated_event_never_moves_a_job_back(store: Store) -> None:
+    ended = order_key(0, STAGE_ENDED)
+    transition("job", "finished", {"result": "42"}, seq=ended)
+    transition("job", "running", {"worker": "late"}, seq=order_key(0, STAGE_RUNNING))
+    transition("job", "pending", {"queue": "late"}, seq=order_key(0, STAGE_PUBLISHED))
+    transition("job", "error", {"result": "dup"}, seq=ended, message="dup\n")
+    job = getJob("job", "finished")
+    assert job is not None
+    assert (job["result"], job["worker"], job["queue"], job["messages"]) == ("42", None, None, "")
+
+
+def test_a_newer_event_applies_and_a_new_attempt_beats_an_ended_one(store: Store) -> None:
+    transition("job", "running", {"worker": "w1"}, seq=order_key(0, STAGE_RUNNING))
+    transition("job", "error", {}, seq=order_key(0, STAGE_ENDED), message="failed\n")
+    transition(
+        "job",
+        "pending",
+        {},
+        seq=order_key(1, STAGE_PUBLISHED),
+        message="retry\n",
+        guard_message=False,
+    )
+    transition("job", "running", {"worker": "w2"}, seq=order_key(1, STAGE_RUNNING))
+    job = getJob("job", "running")
+    assert job is not None and job["worker"] == "w2"
+    assert job["messages"] == "failed\nretry\n"
+
+
+def test_fill_columns_complete_a_row_without_overwriting(store: Store) -> None:
+    # The worker wrote first; the publisher's late write only fills what is missing.
+    transition(
+        "job",
+        "finished",
+        {"result": "1"},
+        fill={"name": "from-worker"},
+        seq=order_key(0, STAGE_ENDED),
+    )
+    transition(
+        "job",
+        "pending",
+        {},
+        fill={"name": "from-publisher", "user": "alice"},
+        seq=order_key(0, STAGE_PUBLISHED),
+    )
+    job = getJob("job", "finished")
+    assert job is not None
+    assert (job["name"], job["user"], job["result"]) == ("from-worker", "alice", "1")
+
+
+def test_unguarded_messages_append_even_when_the_state_is_older(store: Store) -> None:
+    transition("job", "running", {}, seq=order_key(1, STAGE_RUNNING))
+    transition(
+        "job",
+        "pending",
+        {},
+        seq=order_key(1, STAGE_PUBLISHED),
+        message="reason\n",
+        guard_message=False,
+    )
+    job = getJob("job", "running")
+    assert job is not None and job["messages"] == "reason\n"
+
+
+def test_an_unreachable_database_is_a_store_error_naming_it() -> None:
+    store = store_for("postgresql://nobody@127.0.0.1:1/nowhere")
+    with pytest.raises(StoreError, match="127.0.0.1:1/nowhere") as caught:
+        store.get("x")
+    assert caught.value.__cause__ is not None
+
+
+@pytest.mark.parametrize(
+    ("url", "fragment"),
+    [
+        ("oracle://scott@db/orcl", "unsupported database 'oracle'"),
+        ("not a url", "invalid database URL"),
+        ("postgresql+nodriver://x@y/z", "nodriver"),
+    ],
+)
+def test_bad_urls_are_configuration_errors(url: str, fragment: str) -> None:
+    with pytest.raises(ConfigurationError, match=fragment):
+        taskjobs.configure(url)
+
+
+def test_passwords_never_appear_in_errors() -> None:
+    store = store_for("postgresql://user:s3cret@127.0.0.1:1/db")
+    with pytest.raises(StoreError) as caught:
+        store.get("x")
+    assert "s3cret" not in str(caught.value)
+
+
+def test_configure_switches_stores_and_none_goes_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, second = tmp_path / "a.sqlite3", tmp_path / "b.sqlite3"
+    taskjobs.configure(f"sqlite:///{first}")
+    setJob("in-a", {})
+    taskjobs.configure(f"sqlite:///{second}")
+    assert getJob("in-a") is None
+    monkeypatch.setenv("TASKJOBS_DATABASE_URL", f"sqlite:///{first}")
+    taskjobs.configure(None)
+    assert getJob("in-a") is not None
+    taskjobs.configure(None)
+
+
+def _write_many(url: str, worker: int, count: int) -> None:
+    taskjobs.configure(url)
+    for i in range(count):
+        setJob(f"w{worker}-{i}", {"name": f"job {i}", "pid": worker}, "running")
+        setJob("shared", {"messages": f"{worker}-{i}"}, "running")
+        setJob(f"w{worker}-{i}", {"result": i}, "finished")
+
+
+THREADS, PROCESSES, WRITES = 8, 4, 40
+
+
+def _check_all_written(writers: list[int]) -> None:
+    for worker in writers:
+        for i in range(WRITES):
+            job = getJob(f"w{worker}-{i}", "finished")
+            assert job is not None and job["result"] == str(i) and job["pid"] == worker
+    assert getJob("shared", "running") is not None
+
+
+@pytest.mark.slow
+def test_threads_and_processes_write_one_store_at_once(store: Store) -> None:
+    url = store.url.render_as_string(hide_password=False)
+    errors: list[BaseException] = []
+
+    def run(worker: int) -> None:
+        try:
+            _write_many(url, worker, WRITES)
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(THREADS)]
+    context = multiprocessing.get_context("spawn")
+    processes = [
+        context.Process(target=_write_many, args=(url, 100 + i, WRITES)) for i in range(PROCESSES)
+    ]
+    for worker in [*processes, *threads]:
+        worker.start()
+    for worker in [*threads, *processes]:
+        worker.join(timeout=240)
+    assert errors == []
+    assert [p.exitcode for p in processes] == [0] * PROCESSES
+    _check_all_written([*range(THREADS), *(100 + i for i in range(PROCESSES))])
+
+
+@pytest.mark.slow
+def test_forked_children_reuse_a_store_the_parent_used(store: Store) -> None:
+    """Celery's prefork pool forks after the parent has used the store: children must not
+    share the parent's connections (they would interleave on one socket or file lock)."""
+    url = store.url.render_as_string(hide_password=False)
+    setJob("parent", {})
+    context = multiprocessing.get_context("fork")
+    processes = [
+        context.Process(target=_write_many, args=(url, 200 + i, WRITES)) for i in range(PROCESSES)
+    ]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(timeout=240)
+    assert [p.exitcode for p in processes] == [0] * PROCESSES
+    setJob("parent", {}, "finished")  # the parent's own pool still works
+    _check_all_written([200 + i for i in range(PROCESSES)])
+
+
+def test_an_empty_database_gets_the_schema_on_first_use(fresh_url: str) -> None:
+    store = Store(fresh_url)
+    assert store.revision() is None
+    assert store.get("anything") is None
+    assert store.revision() == head_revision()
+    store.dispose()
+
+
+def test_the_migrated_schema_matches_the_tables_and_reapplying_is_a_no_op(fresh_url: str) -> None:
+    store = Store(fresh_url)
+    assert store.upgrade() == (None, head_revision())
+    assert store.upgrade() == (head_revision(), head_revision())
+    with store.engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
+        differences = [
+            diff
+            for diff in compare_metadata(context, metadata)
+            if not (diff[0] == "remove_table" and diff[1].name == VERSION_TABLE)
+        ]
+    assert differences == []
+    store.dispose()
+
+
+def test_many_processes_may_migrate_an_empty_database_at_once(fresh_url: str) -> None:
+    code = "import sys, taskjobs.store as s; st = s.Store(sys.argv[1]); st.get('x'); print('ok')"
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, fresh_url],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    outputs = [p.communicate(timeout=120) for p in processes]
+    assert [p.returncode for p in processes] == [0] * 4, outputs
+    store = Store(fresh_url)
+    assert store.revision() == head_revision()
+    store.dispose()
+
+
+def test_cli_db_upgrade_and_current(fresh_url: str) -> None:
+    command = [sys.executable, "-m", "taskjobs.cli"]
+    before = subprocess.run(
+        [*command, "db", "current", "--db", fresh_url], capture_output=True, text=True, timeout=60
+    )
+    assert before.returncode == 0 and "none" in before.stdout
+    first = subprocess.run(
+        [*command, "db", "upgrade", "--db", fresh_url], capture_output=True, text=True, timeout=60
+    )
+    assert first.returncode == 0, first.stderr
+    assert f"upgraded from revision none to {head_revision()}" in first.stdout
+    again = subprocess.run(
+        [*command, "db", "upgrade", "--db", fresh_url], capture_output=True, text=True, timeout=60
+    )
+    assert again.returncode == 0 and "already at revision" in again.stdout
+
+
+def test_cli_reports_a_bad_url_in_one_line() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "taskjobs.cli", "db", "upgrade", "--db", "oracle://x@y/z"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().startswith("Error: unsupported database 'oracle'")
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,81 @@
+"""The real services tests use: where they are, whether they are up, scratch databases on them.
+
+A missing service skips its tests on a laptop and fails them under CI=true.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from urllib.parse import urlsplit
+
+import pytest
+import sqlalchemy as sa
+
+POSTGRES_URL = os.environ.get(
+    "TASKJOBS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+MYSQL_URL = os.environ.get("TASKJOBS_TEST_MYSQL", "mysql://root@127.0.0.1:3306/mysql")
+REDIS_URL = os.environ.get("TASKJOBS_TEST_REDIS", "redis://127.0.0.1:6379")
+RABBITMQ_URL = os.environ.get("TASKJOBS_TEST_RABBITMQ", "amqp://guest:guest@127.0.0.1:5672//")
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def is_listening(url: str) -> bool:
+    """Whether something accepts TCP connections at the URL's host and port."""
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 0), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def require(url: str, what: str) -> None:
+    """Skip (or fail, in CI) the current test when the service at ``url`` is down."""
+    if is_listening(url):
+        return
+    message = f"{what} is not reachable at {url}"
+    if IN_CI:
+        pytest.fail(f"{message}; CI must have it running (.ci/run starts it)")
+    pytest.skip(message)
+
+
+def _server_url(kind: str) -> str:
+    return {"postgresql": POSTGRES_URL, "mariadb": MYSQL_URL}[kind]
+
+
+def _engine_url(url: str) -> str:
+    drivers = {"postgresql://": "postgresql+psycopg://", "mysql://": "mysql+pymysql://"}
+    for plain, full in drivers.items():
+        if url.startswith(plain):
+            return full + url[len(plain) :]
+    return url
+
+
+@contextmanager
+def scratch_database(kind: str, tmp_dir: str) -> Iterator[str]:
+    """A new, empty database of ``kind`` (sqlite, postgresql, mariadb), dropped afterwards."""
+    if kind == "sqlite":
+        yield f"sqlite:///{tmp_dir}/jobs-{uuid.uuid4().hex[:8]}.sqlite3"
+        return
+    server = _server_url(kind)
+    require(server, kind)
+    name = f"taskjobs_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(_engine_url(server), isolation_level="AUTOCOMMIT")
+    quoted = f'"{name}"' if kind == "postgresql" else f"`{name}`"
+    try:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f"CREATE DATABASE {quoted}")
+        yield str(sa.make_url(server).set(database=name))
+    finally:
+        with admin.connect() as connection:
+            if kind == "postgresql":
+                connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)")
+            else:
+                connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {quoted}")
+        admin.dispose()

@@ -1,0 +1,125 @@
+"""The pure model: states, ids, value encoding, field checks and order keys."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+from taskjobs.errors import InvalidInputError, InvalidStateError, UnknownFieldError
+from taskjobs.model import (
+    JOB_SCHEMA,
+    STAGE_ENDED,
+    STAGE_PRESUMED_END,
+    STAGE_PUBLISHED,
+    STAGE_RECEIVED,
+    STAGE_RUNNING,
+    STATES,
+    Job,
+    check_job_id,
+    check_state,
+    encode_data,
+    encode_value,
+    order_key,
+)
+
+
+def test_states_are_exactly_the_schema_options() -> None:
+    assert STATES == ("idle", "pending", "running", "finished", "error")
+    assert JOB_SCHEMA["status"]["options"] == list(STATES)
+
+
+@pytest.mark.parametrize("state", STATES)
+def test_valid_states_pass(state: str) -> None:
+    assert check_state(state) == state
+
+
+@pytest.mark.parametrize("state", ["completed", "PENDING", "", None, 1, "SUCCESS"])
+def test_invalid_state_names_the_value_and_the_valid_ones(state: object) -> None:
+    with pytest.raises(InvalidStateError) as caught:
+        check_state(state)
+    assert isinstance(caught.value, ValueError)
+    assert repr(state) in str(caught.value)
+    assert "idle, pending, running, finished, error" in str(caught.value)
+
+
+def test_int_id_means_its_string() -> None:
+    assert check_job_id(123) == "123"
+    assert check_job_id("abc") == "abc"
+
+
+@pytest.mark.parametrize("bad", ["", None, 1.5, True, b"id", "x" * 256, "a\x00b", "\ud800"])
+def test_bad_ids_are_refused(bad: object) -> None:
+    with pytest.raises(InvalidInputError):
+        check_job_id(bad)
+
+
+def test_strings_are_stored_unchanged_and_other_values_as_json() -> None:
+    assert encode_value("request", "plain text") == "plain text"
+    assert encode_value("request", '{"already": "json"}') == '{"already": "json"}'
+    assert encode_value("request", {"b": [1, 2.5, None]}) == '{"b": [1, 2.5, null]}'
+    assert encode_value("result", 42) == "42"
+    assert encode_value("result", True) == "true"
+    assert encode_value("result", "héllo ✓") == "héllo ✓"
+    assert encode_value("result", {"k": "ünï"}) == '{"k": "ünï"}'
+    assert encode_value("result", None) == ""
+
+
+@pytest.mark.parametrize("bad", [object(), {1, 2}, float("nan"), b"bytes"])
+def test_values_that_are_not_json_are_refused_with_the_field_name(bad: object) -> None:
+    with pytest.raises(InvalidInputError, match="'result'"):
+        encode_value("result", bad)
+
+
+def test_indexed_fields_are_bounded() -> None:
+    encode_value("name", "n" * 255)
+    with pytest.raises(InvalidInputError, match="at most 255"):
+        encode_value("name", "n" * 256)
+    encode_value("request", "r" * 100_000)
+
+
+def test_unknown_fields_are_named_with_the_valid_ones() -> None:
+    with pytest.raises(UnknownFieldError) as caught:
+        encode_data({"name": "x", "colour": "red", "size": 3})
+    message = str(caught.value)
+    assert "'colour'" in message and "'size'" in message
+    assert "request" in message and "result" in message
+
+
+def test_data_must_be_a_mapping() -> None:
+    with pytest.raises(InvalidInputError, match="list"):
+        encode_data(["name"])  # type: ignore[arg-type]
+
+
+def test_data_checks_extra_field_types() -> None:
+    assert encode_data({"pid": 12, "retries": 0}) == {"pid": 12, "retries": 0}
+    with pytest.raises(InvalidInputError, match="'pid'"):
+        encode_data({"pid": "12"})
+    eta = encode_data({"eta": "2026-01-02T03:04:05"})["eta"]
+    assert eta == datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    with pytest.raises(InvalidInputError, match="'eta'"):
+        encode_data({"eta": "tomorrow"})
+
+
+def test_order_keys_follow_the_lifecycle_and_the_attempts() -> None:
+    stages = [STAGE_PUBLISHED, STAGE_RECEIVED, STAGE_RUNNING, STAGE_PRESUMED_END, STAGE_ENDED]
+    keys = [order_key(0, stage) for stage in stages]
+    assert keys == sorted(keys) and len(set(keys)) == len(keys)
+    # Any event of a later attempt is newer than every event of an earlier one.
+    assert order_key(1, STAGE_PUBLISHED) > order_key(0, STAGE_ENDED)
+
+
+def test_job_dict_has_the_documented_keys_first() -> None:
+    job = Job(id="1")
+    as_dict = job.as_dict()
+    assert list(as_dict)[:7] == list(JOB_SCHEMA)
+    assert as_dict["status"] == "idle" and as_dict["messages"] == ""
+    with pytest.raises(AttributeError):
+        job.status = "running"  # type: ignore[misc]
+
+
+def test_queue_wait_needs_both_times() -> None:
+    created = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    started = datetime(2026, 1, 1, 0, 0, 2, 500000, tzinfo=timezone.utc)
+    assert Job(id="1", created_at=created, started_at=started).queue_wait == 2.5
+    assert Job(id="1", created_at=created).queue_wait is None
