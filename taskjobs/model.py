@@ -63,10 +63,13 @@ WRITABLE_EXTRA_FIELDS = (
     "root_id",
     "group_id",
     "eta",
+    "exc_type",
 )
 WRITABLE_FIELDS = frozenset(("id", "status", *TEXT_FIELDS, *WRITABLE_EXTRA_FIELDS))
 # Fields kept in indexed string columns, so bounded in length.
-KEY_FIELDS = frozenset(("name", "user", "worker", "queue", "parent_id", "root_id", "group_id"))
+KEY_FIELDS = frozenset(
+    ("name", "user", "worker", "queue", "parent_id", "root_id", "group_id", "exc_type")
+)
 INT_FIELDS = frozenset(("pid", "retries"))
 
 
@@ -96,6 +99,7 @@ class Job:
     finished_at: datetime | None = None
     updated_at: datetime | None = None
     runtime: float | None = None
+    exc_type: str | None = None
 
     @property
     def queue_wait(self) -> float | None:
@@ -237,9 +241,9 @@ STAGE_RUNNING = 3
 # An end taskjobs inferred (the worker vanished, the publish failed): a true end still wins.
 STAGE_PRESUMED_END = 4
 STAGE_ENDED = 5
-_STAGES_PER_ATTEMPT = 8
+STAGES_PER_ATTEMPT = 8
 
 
 def order_key(retries: int, stage: int) -> int:
     """The order key of lifecycle event ``stage`` of the attempt after ``retries`` retries."""
-    return max(retries, 0) * _STAGES_PER_ATTEMPT + stage
+    return max(retries, 0) * STAGES_PER_ATTEMPT + stage

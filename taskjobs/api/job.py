@@ -37,6 +37,7 @@ __all__ = [
     "getFinishedJobs",
     "getJob",
     "getJobResults",
+    "getJobHistory",
     "getJobSchema",
     "getJobs",
     "getPendingJobs",
@@ -83,6 +84,15 @@ def getJob(jobId: str | int, state: str = PENDING) -> dict[str, Any] | None:
 def getJobResults(jobId: str | int) -> dict[str, Any] | None:
     """Return the job, with its ``result``, once it is finished; None before or if unknown."""
     return getJob(jobId, FINISHED)
+
+
+def getJobHistory(jobId: str | int) -> list[dict[str, Any]]:
+    """Return every transition of the job, oldest first; ``[]`` for an unknown job.
+
+    Each entry holds ``status``, ``celery_state``, ``worker``, ``retries`` and ``at`` (UTC).
+    Not one of the fifteen documented functions; it sits beside them.
+    """
+    return current_store().history(check_job_id(jobId))
 
 
 def getJobSchema() -> dict[str, dict[str, Any]]:
@@ -176,6 +186,7 @@ def transition(
     *,
     fill: Mapping[str, Any] | None = None,
     seq: int | None = None,
+    stage: int | None = None,
     message: str | None = None,
     guard_message: bool = True,
     read_back: bool = False,
@@ -184,7 +195,8 @@ def transition(
     """Move one job to ``state`` with already-encoded ``values``: one statement.
 
     The one implementation of every transition, for the documented functions (no ``seq``:
-    they always apply) and the Celery layer (``seq``: applied only if newer than the row's).
+    they always apply) and the Celery layer (``seq``, or ``stage`` of the current attempt:
+    applied only if newer than the row's).
     """
     now = at or utcnow()
     columns = {"status": state, "updated_at": now, **values}
@@ -196,6 +208,7 @@ def transition(
         columns,
         fill={"created_at": now, **(fill or {})},
         seq=seq,
+        stage=stage,
         message=message,
         guard_message=guard_message,
         read_back=read_back,

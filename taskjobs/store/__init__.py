@@ -13,10 +13,10 @@ from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import URL
 
 from taskjobs.errors import InvalidInputError, StoreError
-from taskjobs.model import JOB_FIELDS, TEXT_FIELDS, Job
+from taskjobs.model import JOB_FIELDS, STAGES_PER_ATTEMPT, TEXT_FIELDS, Job
 from taskjobs.store import schema
 from taskjobs.store.engine import WRITE_OPTION, create_engine, make_fork_safe, parse_url, safe_url
-from taskjobs.store.tables import jobs
+from taskjobs.store.tables import jobs, transitions
 
 __all__ = ["Store", "make_fork_safe", "store_for"]
 
@@ -51,21 +51,40 @@ class Store:
         *,
         fill: Mapping[str, Any] | None = None,
         seq: int | None = None,
+        stage: int | None = None,
         message: str | None = None,
         guard_message: bool = False,
         read_back: bool = False,
     ) -> Job | None:
-        """Insert or update one job in a single statement.
+        """Insert or update one job in a single statement, and log the transition.
 
         ``values`` are set; ``fill`` columns are set only where the row has none yet. With
-        ``seq`` (a lifecycle order key) ``values`` apply only if ``seq`` is newer than the row's.
-        ``message`` is appended to ``messages`` (only with ``values`` if ``guard_message``).
-        With ``read_back`` the stored job is returned, read in the same transaction.
+        ``seq`` (a lifecycle order key) ``values`` apply only if ``seq`` is newer than the row's;
+        with ``stage`` instead, only if the row's current attempt is at an earlier stage (for
+        events that do not know their attempt). ``message`` is appended to ``messages`` (only
+        when ``values`` apply, if ``guard_message``). ``values`` carry ``updated_at``; when they
+        applied, a transition row records the job's new state. With ``read_back`` the stored job
+        is returned, read in the same transaction.
         """
-        statement = self._upsert(job_id, values, fill or {}, seq, message, guard_message)
+        upsert = self._upsert(job_id, values, fill or {}, seq, stage, message, guard_message)
         with self._transaction(write=True) as connection:
-            connection.execute(statement)
+            connection.execute(upsert)
+            connection.execute(self._log_transition(job_id, values["updated_at"]))
             return self._get(connection, job_id) if read_back else None
+
+    def _log_transition(self, job_id: str, at: datetime) -> sa.Executable:
+        """Copy the job's state into the history if (and only if) this write applied."""
+        return sa.insert(transitions).from_select(
+            ["job_id", "status", "celery_state", "worker", "retries", "at"],
+            sa.select(
+                jobs.c.id,
+                jobs.c.status,
+                jobs.c.celery_state,
+                jobs.c.worker,
+                jobs.c.retries,
+                jobs.c.updated_at,
+            ).where(jobs.c.id == job_id, jobs.c.updated_at == at),
+        )
 
     def _upsert(
         self,
@@ -73,19 +92,28 @@ class Store:
         values: Mapping[str, Any],
         fill: Mapping[str, Any],
         seq: int | None,
+        stage: int | None,
         message: str | None,
         guard_message: bool,
     ) -> sa.Executable:
         row: dict[str, Any] = {**fill, **values, "id": job_id}
-        if seq is not None:
-            row["seq"] = seq
+        if seq is not None or stage is not None:
+            row["seq"] = seq if seq is not None else stage
         if message is not None:
             row["messages"] = message
         insert: Any = self._insert(jobs).values(row)
         # The values this statement would have inserted, as the conflict clause sees them.
         new = insert.inserted if self._insert is mysql.insert else insert.excluded
         current = jobs.c
-        guard = None if seq is None else sa.or_(current.seq.is_(None), current.seq < new.seq)
+        guard: Any = None
+        new_seq: Any = new.seq
+        if seq is not None:
+            guard = sa.or_(current.seq.is_(None), current.seq < new.seq)
+        elif stage is not None:
+            # The row's attempt, kept; its stage moved on to ``stage`` if that is later.
+            attempt_start = current.seq - current.seq % STAGES_PER_ATTEMPT
+            guard = sa.or_(current.seq.is_(None), current.seq % STAGES_PER_ATTEMPT < stage)
+            new_seq = sa.case((current.seq.is_(None), new.seq), else_=attempt_start + stage)
 
         def guarded(column: str, value: Any) -> Any:
             return value if guard is None else sa.case((guard, value), else_=current[column])
@@ -101,8 +129,8 @@ class Store:
             updates.append(
                 ("messages", guarded("messages", appended) if guard_message else appended)
             )
-        if seq is not None:
-            updates.append(("seq", guarded("seq", new.seq)))
+        if guard is not None:
+            updates.append(("seq", guarded("seq", new_seq)))
         if isinstance(insert, mysql.Insert):
             return insert.on_duplicate_key_update(updates)
         upsert: sa.Executable = insert.on_conflict_do_update(
@@ -111,9 +139,10 @@ class Store:
         return upsert
 
     def delete(self, job_id: str) -> bool:
-        """Delete one job; True if it existed."""
+        """Delete one job and its history; True if it existed."""
         with self._transaction(write=True) as connection:
             deleted = connection.execute(sa.delete(jobs).where(jobs.c.id == job_id)).rowcount
+            connection.execute(sa.delete(transitions).where(transitions.c.job_id == job_id))
         return bool(deleted)
 
     # -- reads ----------------------------------------------------------------------------------
@@ -163,6 +192,22 @@ class Store:
                     )
                 )
             return [_job(row) for row in connection.execute(query).mappings()]
+
+    def history(self, job_id: str) -> list[dict[str, Any]]:
+        """Every transition of one job, oldest first."""
+        query = (
+            sa.select(
+                transitions.c.status,
+                transitions.c.celery_state,
+                transitions.c.worker,
+                transitions.c.retries,
+                transitions.c.at,
+            )
+            .where(transitions.c.job_id == job_id)
+            .order_by(transitions.c.id)
+        )
+        with self._transaction() as connection:
+            return [dict(row) for row in connection.execute(query).mappings()]
 
     def _get(self, connection: sa.Connection, job_id: str) -> Job | None:
         row = connection.execute(sa.select(jobs).where(jobs.c.id == job_id)).mappings().first()

@@ -12,6 +12,7 @@ from sqlalchemy.engine import Dialect
 from taskjobs.model import MAX_KEY_LENGTH
 
 JOBS_TABLE = "taskjobs_jobs"
+TRANSITIONS_TABLE = "taskjobs_transitions"
 # Alembic's version table for our schema, named so it never meets an application's own.
 VERSION_TABLE = "taskjobs_alembic_version"
 
@@ -38,6 +39,15 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
 
 # Unbounded text: TEXT on PostgreSQL and SQLite, LONGTEXT (4 GB) on MySQL where TEXT is 64 KB.
 LongText = sa.Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
+
+
+def binary_collation(dialect: Dialect) -> dict[str, Any]:
+    """Table options that make MySQL compare ids byte for byte (case and trailing spaces count)."""
+    if dialect.name not in ("mysql", "mariadb"):
+        return {}
+    if getattr(dialect, "is_mariadb", False):
+        return {"mysql_collate": "utf8mb4_nopad_bin"}
+    return {"mysql_collate": "utf8mb4_0900_bin"}
 
 
 def key_column(name: str, **kwargs: Any) -> sa.Column[str]:
@@ -74,6 +84,8 @@ jobs = sa.Table(
     sa.Column("finished_at", UTCDateTime, nullable=True),
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.Column("runtime", sa.Float, nullable=True),
+    # The exception class of an error, for grouping failures.
+    key_column("exc_type", nullable=True),
     # The lifecycle order key of the newest automatic write (see ``model.order_key``).
     sa.Column("seq", sa.Integer, nullable=True),
     sa.Index("ix_taskjobs_jobs_status_created", "status", "created_at"),
@@ -84,6 +96,25 @@ jobs = sa.Table(
     sa.Index("ix_taskjobs_jobs_parent_id", "parent_id"),
     sa.Index("ix_taskjobs_jobs_root_id", "root_id"),
     sa.Index("ix_taskjobs_jobs_group_id", "group_id"),
+    mysql_charset="utf8mb4",
+    mysql_engine="InnoDB",
+)
+
+# Big enough for a transition log that grows forever; SQLite's rowid is already 64-bit.
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+# One row per applied write to a job: its state after the write, when, where, which attempt.
+transitions = sa.Table(
+    TRANSITIONS_TABLE,
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    key_column("job_id", nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("celery_state", sa.String(32), nullable=True),
+    key_column("worker", nullable=True),
+    sa.Column("retries", sa.Integer, nullable=True),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Index("ix_taskjobs_transitions_job_id", "job_id", "id"),
     mysql_charset="utf8mb4",
     mysql_engine="InnoDB",
 )

@@ -40,13 +40,44 @@ def count_statements(store: Store) -> Iterator[list[str]]:
         sa.event.remove(store.engine, "before_cursor_execute", record)
 
 
-def test_a_transition_is_one_statement(store: Store) -> None:
+def test_a_transition_is_one_upsert_and_its_history_row_with_no_read(store: Store) -> None:
     transition("one", "pending", {"name": "n"})
     with count_statements(store) as seen:
         transition("one", "running", {"worker": "w1"}, seq=order_key(0, STAGE_RUNNING))
         transition("two", "pending", {"name": "new"}, seq=order_key(0, STAGE_PUBLISHED))
-    assert len(seen) == 2
-    assert all(s.lstrip().upper().startswith("INSERT") for s in seen)
+    assert len(seen) == 4
+    for upsert, history in (seen[0:2], seen[2:4]):
+        assert upsert.split()[:3] == ["INSERT", "INTO", "taskjobs_jobs"]
+        assert history.split()[:3] == ["INSERT", "INTO", "taskjobs_transitions"]
+
+
+def test_history_records_applied_transitions_only(store: Store) -> None:
+    from taskjobs.api.job import getJobHistory
+
+    transition("h", "pending", {}, seq=order_key(0, STAGE_PUBLISHED))
+    transition("h", "running", {"worker": "w1"}, seq=order_key(0, STAGE_RUNNING))
+    transition("h", "finished", {}, seq=order_key(0, STAGE_ENDED))
+    transition("h", "running", {"worker": "late"}, seq=order_key(0, STAGE_RUNNING))
+    history = getJobHistory("h")
+    assert [(h["status"], h["worker"]) for h in history] == [
+        ("pending", None),
+        ("running", "w1"),
+        ("finished", "w1"),
+    ]
+    assert history[0]["at"] <= history[1]["at"] <= history[2]["at"]
+    assert getJobHistory("unknown") == []
+
+
+def test_an_event_without_its_attempt_ends_the_current_attempt_once(store: Store) -> None:
+    transition("t", "running", {}, seq=order_key(2, STAGE_RUNNING))
+    transition("t", "error", {"celery_state": "FAILURE"}, stage=STAGE_ENDED, message="first\n")
+    transition("t", "error", {"celery_state": "OTHER"}, stage=STAGE_ENDED, message="second\n")
+    job = getJob("t", "error")
+    assert job is not None
+    assert (job["celery_state"], job["messages"]) == ("FAILURE", "first\n")
+    # The next attempt still moves on.
+    transition("t", "running", {}, seq=order_key(3, STAGE_RUNNING))
+    assert getJob("t", "running") is not None
 
 
 def test_an_older_or_repeated_event_never_moves_a_job_back(store: Store) -> None:
@@ -284,3 +315,22 @@ def test_cli_reports_a_bad_url_in_one_line() -> None:
     assert result.returncode == 1
     assert result.stderr.strip().startswith("Error: unsupported database 'oracle'")
     assert "Traceback" not in result.stderr
+
+
+def test_upgrading_a_database_at_an_older_revision_keeps_its_jobs(fresh_url: str) -> None:
+    from alembic import command
+
+    from taskjobs.store.schema import alembic_config
+
+    store = Store(fresh_url)
+    with store.engine.begin() as connection:
+        command.upgrade(alembic_config(connection), "0001")
+        connection.exec_driver_sql(
+            "INSERT INTO taskjobs_jobs (id, name, status, created_at, updated_at) "
+            "VALUES ('old', 'kept', 'finished', '2026-01-01 00:00:00', '2026-01-01 00:00:00')"
+        )
+    assert store.revision() == "0001"
+    assert store.upgrade() == ("0001", head_revision())
+    job = store.get("old")
+    assert job is not None and (job.name, job.status, job.exc_type) == ("kept", "finished", None)
+    store.dispose()

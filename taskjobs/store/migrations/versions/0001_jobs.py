@@ -7,27 +7,15 @@ Create Date: 2026-11-28
 
 from __future__ import annotations
 
-from typing import Any
-
 import sqlalchemy as sa
 from alembic import op
 
-from taskjobs.store.tables import LongText, UTCDateTime
+from taskjobs.store.tables import LongText, UTCDateTime, binary_collation
 
 revision = "0001"
 down_revision = None
 branch_labels = None
 depends_on = None
-
-
-def _binary_collation() -> dict[str, Any]:
-    """Ids compare byte for byte on MySQL too: case-sensitive, trailing spaces significant."""
-    bind = op.get_bind()
-    if bind.dialect.name not in ("mysql", "mariadb"):
-        return {}
-    if getattr(bind.dialect, "is_mariadb", False):
-        return {"mysql_collate": "utf8mb4_nopad_bin"}
-    return {"mysql_collate": "utf8mb4_0900_bin"}
 
 
 def upgrade() -> None:
@@ -59,7 +47,7 @@ def upgrade() -> None:
         sa.Column("seq", sa.Integer, nullable=True),
         mysql_charset="utf8mb4",
         mysql_engine="InnoDB",
-        **_binary_collation(),
+        **binary_collation(op.get_bind().dialect),
     )
     for name, columns in (
         ("status_created", ["status", "created_at"]),
