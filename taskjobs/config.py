@@ -1,4 +1,4 @@
-"""Which store the documented functions use: ``configure()``, the environment, or the default."""
+"""The store the job functions use: configure(), an app setting, the environment, the default."""
 
 from __future__ import annotations
 
@@ -6,12 +6,14 @@ import os
 
 from taskjobs.store import Store, store_for
 
-# Environment variable naming the database URL when ``configure()`` was not called.
+# Environment variable naming the database URL when nothing else does.
 URL_VARIABLE = "TASKJOBS_DATABASE_URL"
 # The embedded default: a SQLite file in the working directory, no server needed.
 DEFAULT_URL = "sqlite:///taskjobs.sqlite3"
 
 _current: Store | None = None
+# Whether ``configure(url)`` chose the store: then an app's own setting does not override it.
+_explicit = False
 
 
 def configure(url: str | None = None) -> Store:
@@ -21,11 +23,24 @@ def configure(url: str | None = None) -> Store:
     again switches stores. The database is reached (and its schema created or upgraded) on
     first use, not here; a malformed URL raises ``ConfigurationError`` at once.
     """
+    global _current, _explicit
+    _current = _store(url)
+    _explicit = url is not None
+    return _current
+
+
+def configure_default(url: str | None) -> Store:
+    """Use ``url`` (an app's setting) unless ``configure(url)`` chose a store explicitly."""
     global _current
-    _current = store_for(url or os.environ.get(URL_VARIABLE) or DEFAULT_URL)
+    if not _explicit or _current is None:
+        _current = _store(url)
     return _current
 
 
 def current_store() -> Store:
-    """The store the documented job functions read and write now."""
+    """The store the job functions read and write now."""
     return _current or configure()
+
+
+def _store(url: str | None) -> Store:
+    return store_for(url or os.environ.get(URL_VARIABLE) or DEFAULT_URL)

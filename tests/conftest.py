@@ -13,6 +13,9 @@ from taskjobs.store import Store
 from taskjobs.store.tables import jobs
 from tests.services import scratch_database
 
+# Celery's own fixtures; pytest-celery's Docker-based ones are kept out by -p no:celery.
+pytest_plugins = ("celery.contrib.pytest",)
+
 DATABASES = ("sqlite", "postgresql", "mariadb")
 
 

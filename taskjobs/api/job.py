@@ -31,6 +31,7 @@ from taskjobs.model import (
 )
 
 __all__ = [
+    "addJobMessage",
     "createJob",
     "deleteJob",
     "findJob",
@@ -84,6 +85,18 @@ def getJob(jobId: str | int, state: str = PENDING) -> dict[str, Any] | None:
 def getJobResults(jobId: str | int) -> dict[str, Any] | None:
     """Return the job, with its ``result``, once it is finished; None before or if unknown."""
     return getJob(jobId, FINISHED)
+
+
+def addJobMessage(jobId: str | int, text: Any) -> bool:
+    """Append a line to the job's ``messages``, stamped with the UTC time; visible at once.
+
+    Returns False (and writes nothing) when the job does not exist. Not one of the fifteen
+    documented functions; it sits beside them.
+    """
+    job_id = check_job_id(jobId)
+    now = utcnow()
+    line = f"[{now:%Y-%m-%dT%H:%M:%S}Z] {encode_value('messages', text).rstrip()}\n"
+    return current_store().append_message(job_id, line, now)
 
 
 def getJobHistory(jobId: str | int) -> list[dict[str, Any]]:

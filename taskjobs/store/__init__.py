@@ -138,6 +138,16 @@ class Store:
         )
         return upsert
 
+    def append_message(self, job_id: str, text: str, at: datetime) -> bool:
+        """Append to an existing job's ``messages``; False if there is no such job."""
+        statement = (
+            sa.update(jobs)
+            .where(jobs.c.id == job_id)
+            .values(messages=sa.func.coalesce(jobs.c.messages, "") + text, updated_at=at)
+        )
+        with self._transaction(write=True) as connection:
+            return bool(connection.execute(statement).rowcount)
+
     def delete(self, job_id: str) -> bool:
         """Delete one job and its history; True if it existed."""
         with self._transaction(write=True) as connection:

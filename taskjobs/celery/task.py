@@ -1,0 +1,43 @@
+"""``JobTask``: a Celery task base class whose tasks are tracked even without ``install()``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Task
+
+from taskjobs.api.job import addJobMessage, findJob
+from taskjobs.celery.handlers import watching_publish
+from taskjobs.errors import TaskJobsError
+from taskjobs.model import Job
+
+
+class JobTask(Task):  # type: ignore[misc]
+    """Base class for tracked tasks: ``@app.task(base=JobTask)``.
+
+    Inside the running task, ``self.job`` is its current job record and ``self.progress(text)``
+    appends a line to the job's messages.
+    """
+
+    def apply_async(self, *args: Any, **kwargs: Any) -> Any:
+        with watching_publish():
+            return super().apply_async(*args, **kwargs)
+
+    @property
+    def job(self) -> Job | None:
+        """The job of the request this task is running now, as stored."""
+        return findJob(running_job_id(self))[0]
+
+    def progress(self, text: Any) -> None:
+        """Append ``text`` to the running job's messages, visible to readers at once."""
+        addJobMessage(running_job_id(self), text)
+
+
+def running_job_id(task: Any) -> str:
+    """The id of the job ``task`` is running now; an error outside a running task."""
+    task_id = getattr(getattr(task, "request", None), "id", None)
+    if task_id is None:
+        raise TaskJobsError(
+            "no task is running here: a job's progress and record are known only inside the task"
+        )
+    return str(task_id)

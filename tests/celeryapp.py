@@ -1,0 +1,101 @@
+"""The Celery app the tests track: in-process (memory broker) and in real `celery worker`s.
+
+Configured from the environment so that a worker subprocess builds the same app:
+TJ_BROKER, TJ_BACKEND (optional), TJ_QUEUE, TJ_EXTRA_CONF (JSON), TASKJOBS_DATABASE_URL.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from celery import Celery
+
+import taskjobs
+
+
+def make_app() -> Celery:
+    queue = os.environ.get("TJ_QUEUE", "taskjobs-tests")
+    app = Celery("tests.celeryapp", set_as_current=True)
+    app.conf.update(
+        broker_url=os.environ.get("TJ_BROKER", "memory://"),
+        result_backend=os.environ.get("TJ_BACKEND") or None,
+        task_default_queue=queue,
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+        worker_prefetch_multiplier=1,
+        broker_transport_options={"visibility_timeout": 60},
+        result_expires=600,
+        **json.loads(os.environ.get("TJ_EXTRA_CONF", "{}")),
+    )
+    taskjobs.install(app)
+    return app
+
+
+app = make_app()
+
+
+@app.task
+def add(x: int, y: int) -> int:
+    return x + y
+
+
+@app.task
+def fail(message: str) -> None:
+    raise ValueError(message)
+
+
+@app.task(bind=True, max_retries=5)
+def retry_twice(self: Any, value: str) -> str:
+    if self.request.retries < 2:
+        raise self.retry(exc=RuntimeError(f"not yet ({self.request.retries})"), countdown=0)
+    return value
+
+
+@app.task
+def sleep(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+@app.task
+def wait_for_file(path: str, timeout: float = 60) -> str:
+    """Run until the test creates ``path``: a task that is running for as long as a test needs."""
+    deadline = time.monotonic() + timeout
+    pid_file = Path(path + ".pid")
+    pid_file.write_text(str(os.getpid()))
+    while not Path(path).exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} never appeared")
+        time.sleep(0.05)
+    return "released"
+
+
+@app.task(bind=True)
+def report_progress(self: Any, steps: int) -> int:
+    for step in range(steps):
+        taskjobs.progress(f"step {step + 1} of {steps}")
+    return steps
+
+
+@app.task(time_limit=1)
+def overrun(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+@app.task(soft_time_limit=0.5)
+def soft_overrun(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+@app.task
+def collect(values: list[int]) -> int:
+    return sum(values)
+
+
+@app.task
+def secret_login(user: str, password: str) -> str:
+    return f"logged in {user}"
