@@ -17,13 +17,15 @@ from celery import Celery
 import taskjobs
 
 
-def make_app() -> Celery:
-    queue = os.environ.get("TJ_QUEUE", "taskjobs-tests")
+def make_app(
+    broker: str | None = None, backend: str | None = None, queue: str | None = None
+) -> Celery:
+    """The app, from the arguments or else the environment (which is how a worker gets them)."""
     app = Celery("tests.celeryapp", set_as_current=True)
     app.conf.update(
-        broker_url=os.environ.get("TJ_BROKER", "memory://"),
-        result_backend=os.environ.get("TJ_BACKEND") or None,
-        task_default_queue=queue,
+        broker_url=broker or os.environ.get("TJ_BROKER", "memory://"),
+        result_backend=backend or os.environ.get("TJ_BACKEND") or None,
+        task_default_queue=queue or os.environ.get("TJ_QUEUE", "taskjobs-tests"),
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
         worker_prefetch_multiplier=1,
