@@ -1,35 +1,301 @@
-"""The ``taskjobs`` command."""
+"""The ``taskjobs`` command: list, show, report, watch and purge jobs; migrate; a demo.
+
+The same commands run as ``celery -A proj jobs ...`` (see ``taskjobs.celery.command``).
+"""
 
 from __future__ import annotations
 
+import json
+import re
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+from typing import Any, TypeVar
+
 import click
 
-from taskjobs.config import URL_VARIABLE, configure
+from taskjobs.api.job import getJobHistory
+from taskjobs.config import URL_VARIABLE, configure, current_store
 from taskjobs.errors import TaskJobsError
+from taskjobs.model import (
+    ERROR,
+    FINISHED,
+    RUNNING,
+    STATES,
+    Job,
+    check_job_id,
+    jsonable,
+    utcnow,
+)
+from taskjobs.report import Report, build_report
 from taskjobs.store import Store
 from taskjobs.store.engine import safe_url
 
-db_option = click.option(
-    "--db",
-    "url",
-    envvar=URL_VARIABLE,
-    default=None,
-    metavar="URL",
-    help=f"Database URL (default: ${URL_VARIABLE}, else sqlite:///taskjobs.sqlite3).",
-)
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Width every human-readable output fits in.
+WIDTH = 80
+# Rows ``list`` shows unless told otherwise.
+DEFAULT_LIMIT = 50
+# Jobs deleted per transaction by ``purge``.
+PURGE_BATCH = 1000
+# Characters of a job id shown in tables; ``show`` accepts any unique prefix.
+SHORT_ID = 8
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
 
 
-def _store(url: str | None) -> Store:
+class Duration(click.ParamType):  # type: ignore[type-arg]
+    """A duration such as ``90s``, ``10m``, ``2h`` or ``7d``."""
+
+    name = "duration"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> timedelta:
+        if isinstance(value, timedelta):
+            return value
+        match = _DURATION.match(str(value))
+        if not match:
+            self.fail(
+                f"invalid duration {value!r}: use a number and a unit, as in 90s, 10m, 2h or 7d",
+                param,
+                ctx,
+            )
+        return timedelta(seconds=float(match[1]) * _UNITS[match[2]])
+
+
+class Moment(click.ParamType):  # type: ignore[type-arg]
+    """A point in time: a duration ago (``2h``) or an ISO 8601 time (UTC when naive)."""
+
+    name = "time"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        if _DURATION.match(str(value)):
+            return utcnow() - Duration().convert(value, param, ctx)
+        try:
+            moment = datetime.fromisoformat(str(value))
+        except ValueError:
+            self.fail(
+                f"invalid time {value!r}: give a duration ago (90s, 10m, 2h, 7d) "
+                "or an ISO 8601 time such as 2026-11-28T09:00",
+                param,
+                ctx,
+            )
+        return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def db_option(function: F) -> F:
+    """The ``--db URL`` option every command takes."""
+    return click.option(
+        "--db",
+        "url",
+        envvar=URL_VARIABLE,
+        default=None,
+        metavar="URL",
+        help=f"Database URL (default: ${URL_VARIABLE}, else sqlite:///taskjobs.sqlite3).",
+    )(function)
+
+
+def json_option(function: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")(
+        function
+    )
+
+
+@contextmanager
+def clear_errors() -> Iterator[None]:
+    """Turn taskjobs errors into one line on stderr and exit status 1, never a traceback."""
     try:
-        return configure(url)
+        yield
     except TaskJobsError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def use_store(url: str | None) -> Store:
+    """The store for ``--db`` (or the environment), else the one configured already."""
+    with clear_errors():
+        return configure(url) if url else current_store()
 
 
 @click.group()
 @click.version_option(package_name="taskjobs")
 def main() -> None:
     """Celery tasks as durable, queryable jobs."""
+
+
+# -- list / show ----------------------------------------------------------------------------------
+
+
+@main.command("list")
+@click.option("--state", type=click.Choice(STATES), help="Only jobs in this state.")
+@click.option("--name", help="Only jobs of this task name.")
+@click.option("--user", help="Only jobs of this user.")
+@click.option("--worker", help="Only jobs that ran (or run) on this worker.")
+@click.option("--since", type=Moment(), help="Created at or after: 2h (ago) or an ISO time.")
+@click.option("--until", type=Moment(), help="Created before: 2h (ago) or an ISO time.")
+@click.option(
+    "--limit", type=click.IntRange(1, 1_000_000), default=DEFAULT_LIMIT, show_default=True
+)
+@json_option
+@db_option
+def list_jobs(
+    state: str | None,
+    name: str | None,
+    user: str | None,
+    worker: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    limit: int,
+    as_json: bool,
+    url: str | None,
+) -> None:
+    """List jobs, newest first."""
+    store = use_store(url)
+    with clear_errors():
+        found = store.select(
+            status=state,
+            name=name,
+            user=user,
+            worker=worker,
+            since=since,
+            until=until,
+            limit=limit,
+        )
+    if as_json:
+        click.echo(json.dumps([jsonable(job.as_dict()) for job in found], indent=2))
+        return
+    click.echo(_jobs_table(found))
+
+
+@main.command()
+@click.argument("job_id")
+@json_option
+@db_option
+def show(job_id: str, as_json: bool, url: str | None) -> None:
+    """Show one job: every field, its history and its messages. JOB_ID may be a unique prefix."""
+    store = use_store(url)
+    with clear_errors():
+        job = _find(store, job_id)
+        history = getJobHistory(job.id)
+    if as_json:
+        click.echo(json.dumps(jsonable({"job": job.as_dict(), "history": history}), indent=2))
+        return
+    fields = job.as_dict()
+    messages = fields.pop("messages")
+    width = max(len(key) for key in fields)
+    for key, value in fields.items():
+        text = "" if value is None or value == "" else _plain(key, value)
+        click.echo(f"{key:<{width}}  {text}")
+    click.echo(f"{'queue_wait':<{width}}  {_duration(job.queue_wait)}")
+    click.echo("\nhistory:")
+    for step in history:
+        click.echo(
+            f"  {_time(step['at'], full=True)}  {step['status']:<8} "
+            f"{step['celery_state'] or '':<9} attempt {(step['retries'] or 0) + 1}  "
+            f"{step['worker'] or ''}"
+        )
+    click.echo("\nmessages:")
+    click.echo("\n".join(f"  {line}" for line in messages.splitlines()) or "  (none)")
+
+
+def _find(store: Store, job_id: str) -> Job:
+    """The job with this id, or else the only job whose id starts with it."""
+    job = store.get(check_job_id(job_id))
+    if job is not None:
+        return job
+    matches = store.ids_starting_with(job_id, 2)
+    if not matches:
+        raise TaskJobsError(f"no job with id {job_id!r} (nor any id starting with it)")
+    if len(matches) > 1:
+        raise TaskJobsError(f"job id prefix {job_id!r} is ambiguous: give more characters")
+    found = store.get(matches[0])
+    assert found is not None
+    return found
+
+
+# -- report / watch -------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--since", type=Moment(), help="Report on jobs created since then (default: 24h).")
+@click.option(
+    "--slow",
+    type=Duration(),
+    default="10m",
+    show_default=True,
+    help="List running jobs that started longer ago than this.",
+)
+@json_option
+@db_option
+def report(since: datetime | None, slow: timedelta, as_json: bool, url: str | None) -> None:
+    """The status report: totals, per task, per worker, waits, failures."""
+    store = use_store(url)
+    with clear_errors():
+        built = build_report(since=since, slow_after=slow, store=store)
+    if as_json:
+        click.echo(json.dumps(built.as_dict(), indent=2))
+        return
+    click.echo(render_report(built))
+
+
+@main.command()
+@click.option("--since", type=Moment(), help="Report on jobs created since then (default: 24h).")
+@click.option("--interval", type=Duration(), default="2s", show_default=True)
+@click.option("--times", type=click.IntRange(min=1), help="Stop after this many refreshes.")
+@db_option
+def watch(since: datetime | None, interval: timedelta, times: int | None, url: str | None) -> None:
+    """The report and the running jobs, refreshed until Ctrl-C."""
+    store = use_store(url)
+    shown = 0
+    try:
+        while times is None or shown < times:
+            with clear_errors():
+                built = build_report(since=since, store=store)
+                running = store.select(status=RUNNING, limit=15)
+            if shown:
+                click.clear()
+            click.echo(f"taskjobs watch  {safe_url(store.url)}  {_time(utcnow(), full=True)}")
+            click.echo(render_report(built))
+            click.echo("\nRunning now")
+            click.echo(_jobs_table(running))
+            shown += 1
+            if times is None or shown < times:
+                time.sleep(interval.total_seconds())
+    except KeyboardInterrupt:
+        pass
+
+
+# -- purge ----------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--older-than", type=Duration(), required=True, help="Age, by creation: 7d, 12h...")
+@click.option(
+    "--state",
+    "states",
+    type=click.Choice(STATES),
+    multiple=True,
+    help="States to delete (repeatable). Default: finished and error. Pending and running jobs "
+    "are deleted only when named here.",
+)
+@db_option
+def purge(older_than: timedelta, states: tuple[str, ...], url: str | None) -> None:
+    """Delete old jobs (and their history), in batches."""
+    store = use_store(url)
+    chosen = states or (FINISHED, ERROR)
+    before = utcnow() - older_than
+    with clear_errors():
+        deleted = store.purge(statuses=chosen, before=before, batch_size=PURGE_BATCH)
+    click.echo(
+        f"deleted {deleted} job{'s' if deleted != 1 else ''} ({', '.join(chosen)}) "
+        f"created before {_time(before, full=True)}"
+    )
+
+
+# -- db -------------------------------------------------------------------------------------------
 
 
 @main.group()
@@ -41,11 +307,9 @@ def db() -> None:
 @db_option
 def upgrade(url: str | None) -> None:
     """Create the tables or bring them to this version's schema."""
-    store = _store(url)
-    try:
+    store = use_store(url)
+    with clear_errors():
         before, now = store.upgrade()
-    except TaskJobsError as exc:
-        raise click.ClickException(str(exc)) from None
     where = safe_url(store.url)
     if before == now:
         click.echo(f"{where}: schema already at revision {now}")
@@ -57,12 +321,135 @@ def upgrade(url: str | None) -> None:
 @db_option
 def current(url: str | None) -> None:
     """Print the schema revision of the database."""
-    store = _store(url)
-    try:
+    store = use_store(url)
+    with clear_errors():
         revision = store.revision()
-    except TaskJobsError as exc:
-        raise click.ClickException(str(exc)) from None
     click.echo(f"{safe_url(store.url)}: revision {revision or 'none (no taskjobs tables yet)'}")
+
+
+# -- demo -----------------------------------------------------------------------------------------
+
+
+@main.command()
+@db_option
+def demo(url: str | None) -> None:
+    """Run a real Celery worker on a broker that needs no server, send it a mixed batch of
+    tasks, show the jobs as they complete, then the report."""
+    from taskjobs.celery.demo import run_demo
+
+    store = use_store(url)
+    with clear_errors():
+        started = run_demo(store, click.echo)
+        click.echo("")
+        click.echo(render_report(build_report(since=started, store=store)))
+    click.echo(
+        "\nNext: taskjobs list, taskjobs show <id>, taskjobs report"
+        + ("" if url else "  (the jobs are in ./taskjobs.sqlite3)")
+    )
+
+
+# -- rendering ------------------------------------------------------------------------------------
+
+
+def render_report(built: Report) -> str:
+    """The report as text that fits in 80 columns."""
+    lines = [
+        f"Jobs created {_time(built.since, full=True)} .. {_time(built.until, full=True)} UTC",
+        "  " + "  ".join(f"{state} {built.totals.get(state, 0)}" for state in STATES),
+        f"  oldest pending: {_duration(built.oldest_pending_age)}"
+        if built.oldest_pending_age is not None
+        else "  oldest pending: none pending",
+        "",
+        f"{'task':<20} {'done':>6} {'err':>5} {'fail%':>5} {'run p50':>8} {'p95':>7} "
+        f"{'max':>7} {'wait p50':>8} {'/min':>6}",
+    ]
+    for task in built.tasks:
+        lines.append(
+            f"{_clip(task.name, 20):<20} {task.counts[FINISHED]:>6} {task.counts[ERROR]:>5} "
+            f"{_percent(task.failure_rate):>5} {_duration(task.runtime_p50):>8} "
+            f"{_duration(task.runtime_p95):>7} {_duration(task.runtime_max):>7} "
+            f"{_duration(task.wait_p50):>8} {task.throughput_per_minute:>6.1f}"
+        )
+    if not built.tasks:
+        lines.append("  (no jobs in this window)")
+    lines += ["", f"{'worker':<34} {'running':>7} {'processed':>9} {'failed':>6}  last seen"]
+    for worker in built.workers:
+        lines.append(
+            f"{_clip(worker.worker, 34):<34} {worker.running:>7} {worker.processed:>9} "
+            f"{worker.failed:>6}  {_time(worker.last_seen)}"
+        )
+    if not built.workers:
+        lines.append("  (no worker has run a job in this window)")
+    lines += ["", f"Running longer than {_duration(built.slow_after)}"]
+    for job in built.long_running:
+        age = (utcnow() - job.started_at).total_seconds() if job.started_at else None
+        lines.append(
+            f"  {job.id[:SHORT_ID]}  {_clip(job.name, 30):<30} {_duration(age):>8}  "
+            f"{_clip(job.worker or '', 26)}"
+        )
+    if not built.long_running:
+        lines.append("  (none)")
+    lines += ["", "Most frequent errors"]
+    for exc_type, count in built.exceptions[:10]:
+        lines.append(f"  {count:>6}  {_clip(exc_type, 70)}")
+    if not built.exceptions:
+        lines.append("  (none)")
+    return "\n".join(lines)
+
+
+def _jobs_table(found: list[Job]) -> str:
+    header = (
+        f"{'ID':<8} {'TASK':<20} {'STATE':<8} {'USER':<8} {'WORKER':<12} {'CREATED':<11} "
+        f"{'RUNTIME':>7}"
+    )
+    rows = [
+        f"{job.id[:SHORT_ID]:<8} {_clip(job.name, 20):<20} {job.status:<8} "
+        f"{_clip(job.user, 8):<8} {_clip(job.worker or '', 12):<12} {_time(job.created_at):<11} "
+        f"{_duration(job.runtime):>7}"
+        for job in found
+    ]
+    return "\n".join([header, *rows]) if rows else header + "\n(no jobs)"
+
+
+def _clip(text: str, width: int) -> str:
+    """Fit ``text`` in ``width`` columns, keeping its end (task names end in what matters)."""
+    return text if len(text) <= width else "…" + text[-(width - 1) :]
+
+
+def _time(moment: datetime | None, *, full: bool = False) -> str:
+    if moment is None:
+        return "-"
+    return f"{moment:%Y-%m-%d %H:%M:%S}" if full else f"{moment:%m-%d %H:%M}"
+
+
+def _duration(seconds: float | None) -> str:
+    """Seconds as a short human duration: 12ms, 4.2s, 3m05s, 2h10m, 3d04h."""
+    if seconds is None:
+        return "-"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours}h{minutes:02d}m"
+    days, hours = divmod(hours, 24)
+    return f"{days}d{hours:02d}h"
+
+
+def _percent(rate: float | None) -> str:
+    return "-" if rate is None else f"{rate * 100:.0f}%"
+
+
+def _plain(key: str, value: Any) -> str:
+    if isinstance(value, datetime):
+        return _time(value, full=True) + " UTC"
+    if key == "runtime":
+        return f"{value:.3f}s"
+    return str(value)
 
 
 if __name__ == "__main__":

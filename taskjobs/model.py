@@ -232,6 +232,17 @@ def check_datetime(field: str, value: Any) -> datetime | None:
     )
 
 
+def jsonable(value: Any) -> Any:
+    """``value`` with every datetime (also in nested dicts and lists) as an ISO 8601 string."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return {key: jsonable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(item) for item in value]
+    return value
+
+
 # Lifecycle order keys. An automatic write carries ``order_key(retries, stage)`` and is applied
 # only when it is newer than the key stored on the row, so late or repeated events never move a
 # job backwards. Within one attempt: published < received < running < presumed end < true end.

@@ -135,9 +135,12 @@ def _note(text: str, at: datetime) -> str:
     return f"[{at:%Y-%m-%dT%H:%M:%S}Z] {text.rstrip()}\n"
 
 
-def _lineage(source: Mapping[str, Any]) -> dict[str, Any]:
+def _lineage(source: Mapping[str, Any], task_id: str) -> dict[str, Any]:
+    """Parent, root and group ids from message headers. A retry is published from inside the
+    task itself, so Celery names the task as its own parent: that is no parent."""
+    parent_id = source.get("parent_id")
     return {
-        "parent_id": source.get("parent_id"),
+        "parent_id": None if parent_id == task_id else parent_id,
         "root_id": source.get("root_id"),
         "group_id": source.get("group"),
     }
@@ -175,14 +178,18 @@ def on_before_publish(
                 args, kwargs, headers.get("argsrepr"), headers.get("kwargsrepr")
             ),
             "queue": queue or routing_key or exchange,
-            "eta": check_datetime("eta", headers.get("eta")),
-            **_lineage(headers),
+            **_lineage(headers, task_id),
         }
         _publishing.task = (task_id, sender)
+        values = {
+            "celery_state": "PENDING" if retries == 0 else "RETRY",
+            "retries": retries,
+            "eta": check_datetime("eta", headers.get("eta")),
+        }
         transition(
             task_id,
             PENDING,
-            {"celery_state": "PENDING" if retries == 0 else "RETRY", "retries": retries},
+            values,
             fill=_clean(fill),
             seq=order_key(retries, STAGE_PUBLISHED),
         )
@@ -234,13 +241,19 @@ def on_received(sender: Any = None, request: Any = None, **_: Any) -> None:
             "name": request.name,
             "user": message.get(USER_HEADER),
             "queue": (request.delivery_info or {}).get("routing_key"),
-            "eta": check_datetime("eta", message.get("eta")),
-            **_lineage(message),
+            **_lineage(message, task_id),
         }
         transition(
             task_id,
             PENDING,
-            {"celery_state": "RECEIVED", "received_at": now, "worker": request.hostname},
+            _clean(
+                {
+                    "celery_state": "RECEIVED",
+                    "received_at": now,
+                    "worker": request.hostname,
+                    "eta": check_datetime("eta", message.get("eta")),
+                }
+            ),
             fill=_clean(fill),
             seq=order_key(retries, STAGE_RECEIVED),
             at=now,
@@ -348,7 +361,7 @@ def on_prerun(
                 getattr(request, "kwargsrepr", None),
             ),
             "queue": (request.delivery_info or {}).get("routing_key"),
-            "parent_id": request.parent_id,
+            "parent_id": None if request.parent_id == task_id else request.parent_id,
             "root_id": request.root_id,
             "group_id": request.group,
         }

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -14,7 +14,7 @@ from sqlalchemy.engine import URL
 
 from taskjobs.errors import InvalidInputError, StoreError
 from taskjobs.model import JOB_FIELDS, STAGES_PER_ATTEMPT, TEXT_FIELDS, Job
-from taskjobs.store import schema
+from taskjobs.store import aggregates, schema
 from taskjobs.store.engine import WRITE_OPTION, create_engine, make_fork_safe, parse_url, safe_url
 from taskjobs.store.tables import jobs, transitions
 
@@ -168,6 +168,7 @@ class Store:
         status: str | None = None,
         name: str | None = None,
         user: str | None = None,
+        worker: str | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
         limit: int | None = None,
@@ -175,7 +176,13 @@ class Store:
     ) -> list[Job]:
         """Jobs matching every given filter, newest first; ``after`` is the last id of a page."""
         query = sa.select(jobs)
-        for column, value in ((jobs.c.status, status), (jobs.c.name, name), (jobs.c.user, user)):
+        filters = (
+            (jobs.c.status, status),
+            (jobs.c.name, name),
+            (jobs.c.user, user),
+            (jobs.c.worker, worker),
+        )
+        for column, value in filters:
             if value is not None:
                 query = query.where(column == value)
         if since is not None:
@@ -203,6 +210,74 @@ class Store:
                 )
             return [_job(row) for row in connection.execute(query).mappings()]
 
+    def ids_starting_with(self, prefix: str, limit: int) -> list[str]:
+        """Up to ``limit`` job ids that start with ``prefix`` (to resolve a shortened id)."""
+        query = (
+            sa.select(jobs.c.id)
+            .where(jobs.c.id.startswith(prefix, autoescape=True))
+            .order_by(jobs.c.id)
+            .limit(limit)
+        )
+        with self._transaction() as connection:
+            return list(connection.scalars(query))
+
+    def report_rows(
+        self, *, since: datetime, until: datetime, slow_before: datetime, slow_limit: int
+    ) -> dict[str, Any]:
+        """The raw figures of the status report, read in one transaction (see ``taskjobs.report``).
+
+        Window figures cover jobs created in [since, until); ``running``, ``oldest_pending`` and
+        ``slow`` (running since before ``slow_before``) describe the store as it is now.
+        """
+        c = jobs.c
+        window = aggregates.in_window(since, until)
+        wait = aggregates.seconds_between(self.engine.dialect.name, c.created_at, c.started_at)
+        slow = (
+            sa.select(jobs)
+            .where(c.status == "running", c.started_at < slow_before)
+            .order_by(c.started_at)
+            .limit(slow_limit)
+        )
+        last_seen = (
+            sa.select(c.worker, sa.func.max(c.updated_at))
+            .where(window, c.worker.is_not(None))
+            .group_by(c.worker)
+        )
+        with self._transaction() as connection:
+            return {
+                "by_name_and_status": aggregates.counts(connection, [c.name, c.status], window),
+                "by_worker_and_status": aggregates.counts(
+                    connection, [c.worker, c.status], sa.and_(window, c.worker.is_not(None))
+                ),
+                "running_by_worker": aggregates.counts(
+                    connection, [c.worker], c.status == "running"
+                ),
+                "worker_last_seen": [tuple(row) for row in connection.execute(last_seen)],
+                "exceptions": aggregates.counts(
+                    connection, [c.exc_type], sa.and_(window, c.exc_type.is_not(None))
+                ),
+                "runtime": aggregates.percentiles(connection, c.runtime, window),
+                "queue_wait": aggregates.percentiles(
+                    connection, wait, sa.and_(window, c.started_at.is_not(None))
+                ),
+                "oldest_pending": aggregates.oldest(
+                    connection, c.created_at, c.status == "pending"
+                ),
+                "slow": [_job(row) for row in connection.execute(slow).mappings()],
+            }
+
+    def purge(self, *, statuses: Sequence[str], before: datetime, batch_size: int) -> int:
+        """Delete jobs in ``statuses`` created before ``before``, in batches; the count deleted."""
+        old = sa.and_(jobs.c.status.in_(list(statuses)), jobs.c.created_at < before)
+        total = 0
+        while True:
+            with self._transaction(write=True) as connection:
+                ids = list(connection.scalars(sa.select(jobs.c.id).where(old).limit(batch_size)))
+                if not ids:
+                    return total
+                connection.execute(sa.delete(transitions).where(transitions.c.job_id.in_(ids)))
+                total += connection.execute(sa.delete(jobs).where(jobs.c.id.in_(ids), old)).rowcount
+
     def history(self, job_id: str) -> list[dict[str, Any]]:
         """Every transition of one job, oldest first."""
         query = (
@@ -228,7 +303,10 @@ class Store:
     def upgrade(self) -> tuple[str | None, str | None]:
         """Bring the schema to the newest version; returns (revision before, revision now)."""
         with self._errors("upgrade the schema"):
-            before, now = schema.upgrade(self.engine, write_option={WRITE_OPTION: True})
+            return self._upgrade()
+
+    def _upgrade(self) -> tuple[str | None, str | None]:
+        before, now = schema.upgrade(self.engine, write_option={WRITE_OPTION: True})
         self._schema_ready = True
         return before, now
 
@@ -246,13 +324,13 @@ class Store:
             return
         with self._schema_lock:
             if not self._schema_ready:
-                self.upgrade()
+                self._upgrade()
 
     @contextmanager
     def _transaction(self, *, write: bool = False) -> Iterator[sa.Connection]:
         """One transaction, committed on success; database errors become ``StoreError``."""
-        self._ensure_schema()
         with self._errors("write jobs" if write else "read jobs"):
+            self._ensure_schema()
             connection = self.engine.connect()
             if write:
                 connection = connection.execution_options(**{WRITE_OPTION: True})

@@ -1,0 +1,119 @@
+"""The status report against seeded jobs with known timings: exact counts and percentiles."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from taskjobs.api.job import transition
+from taskjobs.model import utcnow
+from taskjobs.report import build_report
+from taskjobs.store import Store
+
+pytestmark = pytest.mark.usefixtures("store")
+
+
+def seed(now: datetime) -> datetime:
+    """Jobs with known times; returns the start of the window that holds them."""
+    since = now - timedelta(hours=3)
+    base = since + timedelta(minutes=1)
+    for i in range(1, 11):  # task a: runtimes 1..10 s, queue waits 1..10 s, on w1
+        created = base + timedelta(minutes=i)
+        started = created + timedelta(seconds=i)
+        transition(
+            f"a{i}",
+            "finished",
+            {
+                "name": "a",
+                "worker": "w1",
+                "started_at": started,
+                "finished_at": started + timedelta(seconds=i),
+                "runtime": float(i),
+            },
+            at=created,
+        )
+    for i, exc in enumerate(["ValueError", "ValueError"]):
+        transition(
+            f"a-err{i}",
+            "error",
+            {"name": "a", "worker": "w1", "exc_type": exc},
+            at=base + timedelta(minutes=20 + i),
+        )
+    for i, exc in enumerate(["KeyError", "KeyError", "ValueError"]):
+        transition(
+            f"b-err{i}",
+            "error",
+            {"name": "b", "worker": "w2", "exc_type": exc},
+            at=base + timedelta(minutes=30 + i),
+        )
+    transition(
+        "slow",
+        "running",
+        {"name": "b", "worker": "w1", "started_at": now - timedelta(hours=1)},
+        at=now - timedelta(hours=1, minutes=1),
+    )
+    transition("waiting", "pending", {"name": "c"}, at=now - timedelta(hours=2))
+    transition(
+        "too-old",
+        "finished",
+        {"name": "a", "worker": "w1", "runtime": 99.0},
+        at=since - timedelta(minutes=1),
+    )
+    return since
+
+
+def test_report_figures_are_exact() -> None:
+    now = utcnow()
+    since = seed(now)
+    report = build_report(since=since, until=now, slow_after=timedelta(minutes=30))
+
+    assert report.totals == {"idle": 0, "pending": 1, "running": 1, "finished": 10, "error": 5}
+    tasks = {task.name: task for task in report.tasks}
+    assert sorted(tasks) == ["a", "b", "c"]
+    a = tasks["a"]
+    assert a.counts == {"idle": 0, "pending": 0, "running": 0, "finished": 10, "error": 2}
+    assert a.failure_rate == pytest.approx(2 / 12)
+    # Nearest rank: p50 of ten values is the 5th, p95 the 10th.
+    assert (a.runtime_p50, a.runtime_p95, a.runtime_max) == (5.0, 10.0, 10.0)
+    assert a.wait_p50 == pytest.approx(5.0, abs=0.01)
+    assert a.wait_p95 == pytest.approx(10.0, abs=0.01)
+    assert a.throughput_per_minute == pytest.approx(10 / 180)
+    assert tasks["b"].failure_rate == 1.0 and tasks["b"].runtime_p50 is None
+    assert tasks["c"].failure_rate is None
+
+    workers = {w.worker: w for w in report.workers}
+    assert (workers["w1"].running, workers["w1"].processed, workers["w1"].failed) == (1, 12, 2)
+    assert (workers["w2"].running, workers["w2"].processed, workers["w2"].failed) == (0, 3, 3)
+    assert workers["w1"].last_seen is not None
+
+    assert report.oldest_pending_age == pytest.approx(7200, abs=30)
+    assert [job.id for job in report.long_running] == ["slow"]
+    assert report.exceptions == [("ValueError", 3), ("KeyError", 2)]
+
+
+def test_report_on_an_empty_store(store: Store) -> None:
+    report = build_report()
+    assert report.totals == dict.fromkeys(["idle", "pending", "running", "finished", "error"], 0)
+    assert report.tasks == [] and report.workers == [] and report.exceptions == []
+    assert report.oldest_pending_age is None and report.long_running == []
+
+
+def test_report_as_json_data() -> None:
+    now = utcnow()
+    since = seed(now)
+    data = build_report(since=since, until=now).as_dict()
+    assert data["since"] == since.isoformat()
+    assert data["tasks"][0]["name"] == "a" and data["tasks"][0]["runtime_p95"] == 10.0
+    assert isinstance(data["long_running"], list)
+
+
+def test_percentiles_with_one_and_two_values() -> None:
+    moment = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    transition("one", "finished", {"name": "solo", "runtime": 3.0}, at=moment)
+    transition("t1", "finished", {"name": "pair", "runtime": 1.0}, at=moment)
+    transition("t2", "finished", {"name": "pair", "runtime": 2.0}, at=moment)
+    report = build_report(since=moment, until=moment + timedelta(hours=1))
+    tasks = {task.name: task for task in report.tasks}
+    assert (tasks["solo"].runtime_p50, tasks["solo"].runtime_p95) == (3.0, 3.0)
+    assert (tasks["pair"].runtime_p50, tasks["pair"].runtime_p95) == (1.0, 2.0)
