@@ -202,12 +202,7 @@ class Store:
                         f"unknown job id {after!r} given as the page cursor 'after': "
                         "pass the id of the last job of the previous page"
                     )
-                query = query.where(
-                    sa.or_(
-                        jobs.c.created_at < created_at,
-                        sa.and_(jobs.c.created_at == created_at, jobs.c.id < after),
-                    )
-                )
+                query = query.where(self._before(created_at, after))
             return [_job(row) for row in connection.execute(query).mappings()]
 
     def ids_starting_with(self, prefix: str, limit: int) -> list[str]:
@@ -293,6 +288,16 @@ class Store:
         )
         with self._transaction() as connection:
             return [dict(row) for row in connection.execute(query).mappings()]
+
+    def _before(self, created_at: datetime, job_id: str) -> Any:
+        """Rows after (created_at, id) in newest-first order, in the form each database's
+        planner turns into an index range: a row-value comparison, or its expansion on MySQL."""
+        c = jobs.c
+        if self.engine.dialect.name in ("mysql", "mariadb"):
+            return sa.or_(
+                c.created_at < created_at, sa.and_(c.created_at == created_at, c.id < job_id)
+            )
+        return sa.tuple_(c.created_at, c.id) < sa.tuple_(created_at, job_id)
 
     def _get(self, connection: sa.Connection, job_id: str) -> Job | None:
         row = connection.execute(sa.select(jobs).where(jobs.c.id == job_id)).mappings().first()

@@ -88,10 +88,11 @@ jobs = sa.Table(
     key_column("exc_type", nullable=True),
     # The lifecycle order key of the newest automatic write (see ``model.order_key``).
     sa.Column("seq", sa.Integer, nullable=True),
-    sa.Index("ix_taskjobs_jobs_status_created", "status", "created_at"),
-    sa.Index("ix_taskjobs_jobs_name_created", "name", "created_at"),
-    sa.Index("ix_taskjobs_jobs_user_created", "user", "created_at"),
-    sa.Index("ix_taskjobs_jobs_created", "created_at"),
+    # Newest-first pages, optionally of one status, name or user: ordered by (created_at, id).
+    sa.Index("ix_taskjobs_jobs_status_page", "status", "created_at", "id"),
+    sa.Index("ix_taskjobs_jobs_name_page", "name", "created_at", "id"),
+    sa.Index("ix_taskjobs_jobs_user_page", "user", "created_at", "id"),
+    sa.Index("ix_taskjobs_jobs_page", "created_at", "id"),
     sa.Index("ix_taskjobs_jobs_worker_status", "worker", "status"),
     sa.Index("ix_taskjobs_jobs_parent_id", "parent_id"),
     sa.Index("ix_taskjobs_jobs_root_id", "root_id"),
