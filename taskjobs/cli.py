@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import click
 
+from taskjobs import liveness
 from taskjobs.api.job import getJobHistory
 from taskjobs.config import URL_VARIABLE, configure, current_store
 from taskjobs.errors import TaskJobsError
@@ -293,6 +294,51 @@ def purge(older_than: timedelta, states: tuple[str, ...], url: str | None) -> No
         f"deleted {deleted} job{'s' if deleted != 1 else ''} ({', '.join(chosen)}) "
         f"created before {_time(before, full=True)}"
     )
+
+
+# -- workers / reap -------------------------------------------------------------------------------
+
+
+@main.command()
+@json_option
+@db_option
+def workers(as_json: bool, url: str | None) -> None:
+    """Workers that sent heartbeats: when they started, were last seen, stopped."""
+    store = use_store(url)
+    with clear_errors():
+        found = store.list_workers()
+    if as_json:
+        click.echo(json.dumps(jsonable(found), indent=2))
+        return
+    click.echo(f"{'WORKER':<30} {'PID':>7} {'STARTED':<11} {'LAST SEEN':<19} {'STOPPED':<11}")
+    for worker in found:
+        click.echo(
+            f"{_clip(worker['name'], 30):<30} {worker['pid'] or '':>7} "
+            f"{_time(worker['started_at']):<11} {_time(worker['last_seen'], full=True):<19} "
+            f"{_time(worker['stopped_at']) if worker['stopped_at'] else '':<11}"
+        )
+    if not found:
+        click.echo("(no worker has sent a heartbeat)")
+
+
+@main.command()
+@click.option(
+    "--timeout",
+    type=Duration(),
+    default="60s",
+    show_default=True,
+    help="Silence after which a worker counts as dead.",
+)
+@db_option
+def reap(timeout: timedelta, url: str | None) -> None:
+    """Mark lost the running jobs of workers that stopped sending heartbeats."""
+    store = use_store(url)
+    with clear_errors():
+        marked = liveness.reap(timeout.total_seconds(), store)
+    if not marked:
+        click.echo(f"no worker has been silent for over {_duration(timeout.total_seconds())}")
+    for worker, count in sorted(marked.items()):
+        click.echo(f"{worker}: silent, {count} running job{'s' if count != 1 else ''} marked lost")
 
 
 # -- db -------------------------------------------------------------------------------------------

@@ -245,13 +245,18 @@ def jsonable(value: Any) -> Any:
 
 # Lifecycle order keys. An automatic write carries ``order_key(retries, stage)`` and is applied
 # only when it is newer than the key stored on the row, so late or repeated events never move a
-# job backwards. Within one attempt: published < received < running < presumed end < true end.
+# job backwards. Within one attempt: published < received < running < presumed end <
+# received again < running again < true end.
 STAGE_PUBLISHED = 1
 STAGE_RECEIVED = 2
 STAGE_RUNNING = 3
 # An end taskjobs inferred (the worker vanished, the publish failed): a true end still wins.
 STAGE_PRESUMED_END = 4
-STAGE_ENDED = 5
+# The broker redelivered the message (its worker died, or Redis' visibility timeout passed):
+# the same attempt runs again, and moves on from a presumed end.
+STAGE_RECEIVED_AGAIN = 5
+STAGE_RUNNING_AGAIN = 6
+STAGE_ENDED = 7
 STAGES_PER_ATTEMPT = 8
 
 

@@ -20,7 +20,10 @@ _SOURCES = {
     "database_url": ("taskjobs_database_url", "TASKJOBS_DATABASE_URL"),
     "include": ("taskjobs_include", "TASKJOBS_INCLUDE"),
     "exclude": ("taskjobs_exclude", "TASKJOBS_EXCLUDE"),
+    "worker_timeout": ("taskjobs_worker_timeout", "TASKJOBS_WORKER_TIMEOUT"),
 }
+# Seconds without a heartbeat after which a worker's running jobs are marked lost.
+DEFAULT_WORKER_TIMEOUT = 60.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,6 +35,7 @@ class Settings:
     # Glob patterns of task names to track, and of names never to track (wins over include).
     include: tuple[str, ...] = DEFAULT_INCLUDE
     exclude: tuple[str, ...] = DEFAULT_EXCLUDE
+    worker_timeout: float = DEFAULT_WORKER_TIMEOUT
 
     @classmethod
     def load(cls, conf: Mapping[str, Any] | None = None) -> Settings:
@@ -46,6 +50,8 @@ class Settings:
         for field in ("include", "exclude"):
             if field in found:
                 found[field] = _patterns(_SOURCES[field][0], found[field])
+        if "worker_timeout" in found:
+            found["worker_timeout"] = _seconds("taskjobs_worker_timeout", found["worker_timeout"])
         return cls(**found)
 
     def tracks(self, task_name: str | None) -> bool:
@@ -67,3 +73,14 @@ def _patterns(key: str, value: Any) -> tuple[str, ...]:
         f"invalid {key} {value!r}: give a list of task-name glob patterns "
         "such as ['myapp.*'], or a comma-separated string"
     )
+
+
+def _seconds(key: str, value: Any) -> float:
+    """A positive number of seconds, from a number or a numeric string."""
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = -1.0
+    if not seconds > 0 or seconds == float("inf"):
+        raise ConfigurationError(f"invalid {key} {value!r}: give a positive number of seconds")
+    return seconds

@@ -63,9 +63,7 @@ def sleep(seconds: float) -> float:
     return seconds
 
 
-@app.task
-def wait_for_file(path: str, timeout: float = 60) -> str:
-    """Run until the test creates ``path``: a task that is running for as long as a test needs."""
+def _wait_for_file(path: str, timeout: float) -> str:
     deadline = time.monotonic() + timeout
     pid_file = Path(path + ".pid")
     pid_file.write_text(str(os.getpid()))
@@ -74,6 +72,18 @@ def wait_for_file(path: str, timeout: float = 60) -> str:
             raise TimeoutError(f"{path} never appeared")
         time.sleep(0.05)
     return "released"
+
+
+@app.task
+def wait_for_file(path: str, timeout: float = 60) -> str:
+    """Run until the test creates ``path``: a task that is running for as long as a test needs."""
+    return _wait_for_file(path, timeout)
+
+
+@app.task(acks_late=True, reject_on_worker_lost=True)
+def wait_for_file_acks_late(path: str, timeout: float = 60) -> str:
+    """The same, acknowledged only once done: a worker's death gives the message back."""
+    return _wait_for_file(path, timeout)
 
 
 @app.task(bind=True)

@@ -12,7 +12,7 @@ from celery import Celery, current_task
 
 from taskjobs import config
 from taskjobs.api.job import addJobMessage, findJob
-from taskjobs.celery import handlers
+from taskjobs.celery import handlers, heartbeat
 from taskjobs.celery.task import JobTask, running_job_id
 from taskjobs.model import Job
 from taskjobs.settings import Settings
@@ -61,3 +61,4 @@ def progress(text: Any) -> None:
 
 
 handlers.connect()
+heartbeat.connect()

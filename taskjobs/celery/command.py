@@ -19,5 +19,14 @@ def jobs(ctx: click.Context) -> None:
         config.configure_default(Settings.load(app.conf).database_url)
 
 
-for command in (cli.list_jobs, cli.show, cli.report, cli.watch, cli.purge, cli.db):
+for command in (
+    cli.list_jobs,
+    cli.show,
+    cli.report,
+    cli.watch,
+    cli.purge,
+    cli.workers,
+    cli.reap,
+    cli.db,
+):
     jobs.add_command(command)

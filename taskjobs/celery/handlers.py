@@ -33,7 +33,9 @@ from taskjobs.model import (
     STAGE_PRESUMED_END,
     STAGE_PUBLISHED,
     STAGE_RECEIVED,
+    STAGE_RECEIVED_AGAIN,
     STAGE_RUNNING,
+    STAGE_RUNNING_AGAIN,
     check_datetime,
     order_key,
     utcnow,
@@ -146,6 +148,11 @@ def _lineage(source: Mapping[str, Any], task_id: str) -> dict[str, Any]:
     }
 
 
+def _redelivered(request: Any) -> bool:
+    """Whether the broker delivered this message before (to a worker that did not ack it)."""
+    return bool((getattr(request, "delivery_info", None) or {}).get("redelivered"))
+
+
 def _clean(values: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in values.items() if value is not None}
 
@@ -255,7 +262,9 @@ def on_received(sender: Any = None, request: Any = None, **_: Any) -> None:
                 }
             ),
             fill=_clean(fill),
-            seq=order_key(retries, STAGE_RECEIVED),
+            seq=order_key(
+                retries, STAGE_RECEIVED_AGAIN if _redelivered(request) else STAGE_RECEIVED
+            ),
             at=now,
         )
 
@@ -376,7 +385,7 @@ def on_prerun(
                 "retries": retries,
             },
             fill=_clean(fill),
-            seq=order_key(retries, STAGE_RUNNING),
+            seq=order_key(retries, STAGE_RUNNING_AGAIN if _redelivered(request) else STAGE_RUNNING),
             at=now,
         )
 

@@ -13,14 +13,17 @@ from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import URL
 
 from taskjobs.errors import InvalidInputError, StoreError
-from taskjobs.model import JOB_FIELDS, STAGES_PER_ATTEMPT, TEXT_FIELDS, Job
+from taskjobs.model import JOB_FIELDS, STAGE_PRESUMED_END, STAGES_PER_ATTEMPT, TEXT_FIELDS, Job
 from taskjobs.store import aggregates, schema
 from taskjobs.store.engine import WRITE_OPTION, create_engine, make_fork_safe, parse_url, safe_url
-from taskjobs.store.tables import jobs, transitions
+from taskjobs.store.tables import jobs, transitions, workers
 
 __all__ = ["Store", "make_fork_safe", "store_for"]
 
 # Each dialect's INSERT with an upsert clause.
+# Key of the advisory lock that lets one process at a time reap lost jobs (PostgreSQL).
+REAP_LOCK = 0x7461736B72656170  # "taskreap"
+
 _INSERTS: dict[str, Any] = {
     "postgresql": postgresql.insert,
     "sqlite": sqlite.insert,
@@ -147,6 +150,103 @@ class Store:
         )
         with self._transaction(write=True) as connection:
             return bool(connection.execute(statement).rowcount)
+
+    def heartbeat(self, name: str, *, hostname: str | None, pid: int | None, at: datetime) -> None:
+        """Record that worker ``name`` is alive at ``at`` (and not stopped)."""
+        insert: Any = self._insert(workers).values(
+            name=name, hostname=hostname, pid=pid, started_at=at, last_seen=at, stopped_at=None
+        )
+        changes = {"hostname": hostname, "pid": pid, "last_seen": at, "stopped_at": None}
+        if isinstance(insert, mysql.Insert):
+            statement = insert.on_duplicate_key_update(**changes)
+        else:
+            statement = insert.on_conflict_do_update(index_elements=[workers.c.name], set_=changes)
+        with self._transaction(write=True) as connection:
+            connection.execute(statement)
+
+    def list_workers(self) -> list[dict[str, Any]]:
+        """Every worker that ever sent a heartbeat, most recently seen first."""
+        query = sa.select(workers).order_by(workers.c.last_seen.desc())
+        with self._transaction() as connection:
+            return [dict(row) for row in connection.execute(query).mappings()]
+
+    def reap(
+        self, *, silent_since: datetime | None, worker: str | None, at: datetime, reason: str
+    ) -> dict[str, int]:
+        """Mark lost the running jobs of workers silent since before ``silent_since`` (or of
+        ``worker``), and mark those workers stopped; returns {worker: jobs marked}.
+
+        One process at a time does this (a lock; others skip). The loss is a presumed end of the
+        job's attempt: a redelivery of its message (acks_late) moves the job on again, and a true
+        end reported later still wins.
+        """
+        c = jobs.c
+        presumed_end = sa.case(
+            (c.seq.is_(None), STAGE_PRESUMED_END),
+            (
+                c.seq % STAGES_PER_ATTEMPT < STAGE_PRESUMED_END,
+                c.seq - c.seq % STAGES_PER_ATTEMPT + STAGE_PRESUMED_END,
+            ),
+            else_=c.seq,
+        )
+        marked: dict[str, int] = {}
+        with self._transaction(write=True) as connection, self._reaper_lock(connection) as held:
+            if not held:
+                return marked
+            if worker is not None:
+                names = [worker]
+            else:
+                names = list(
+                    connection.scalars(
+                        sa.select(workers.c.name).where(
+                            workers.c.stopped_at.is_(None), workers.c.last_seen < silent_since
+                        )
+                    )
+                )
+            for name in names:
+                note = f"[{at:%Y-%m-%dT%H:%M:%S}Z] worker lost: {name} {reason}\n"
+                lost = sa.update(jobs).where(c.worker == name, c.status == "running")
+                marked[name] = connection.execute(
+                    lost.values(
+                        status="error",
+                        celery_state="LOST",
+                        exc_type="WorkerLost",
+                        finished_at=at,
+                        updated_at=at,
+                        seq=presumed_end,
+                        messages=sa.func.coalesce(c.messages, "") + note,
+                    )
+                ).rowcount
+                connection.execute(self._log_lost(name, at))
+                connection.execute(
+                    sa.update(workers).where(workers.c.name == name).values(stopped_at=at)
+                )
+        return marked
+
+    def _log_lost(self, worker: str, at: datetime) -> sa.Executable:
+        c = jobs.c
+        return sa.insert(transitions).from_select(
+            ["job_id", "status", "celery_state", "worker", "retries", "at"],
+            sa.select(c.id, c.status, c.celery_state, c.worker, c.retries, c.updated_at).where(
+                c.worker == worker, c.updated_at == at, c.celery_state == "LOST"
+            ),
+        )
+
+    @contextmanager
+    def _reaper_lock(self, connection: sa.Connection) -> Iterator[bool]:
+        """Whether this process may reap now; SQLite's write lock already serializes."""
+        dialect = connection.dialect.name
+        if dialect == "postgresql":
+            yield bool(connection.scalar(sa.select(sa.func.pg_try_advisory_xact_lock(REAP_LOCK))))
+        elif dialect in ("mysql", "mariadb"):
+            held = bool(connection.scalar(sa.select(sa.func.get_lock("taskjobs_reap", 0))))
+            try:
+                yield held
+            finally:
+                if held:
+                    connection.scalar(sa.select(sa.func.release_lock("taskjobs_reap")))
+        else:
+            yield True
 
     def delete(self, job_id: str) -> bool:
         """Delete one job and its history; True if it existed."""

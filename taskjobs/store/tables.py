@@ -13,6 +13,7 @@ from taskjobs.model import MAX_KEY_LENGTH
 
 JOBS_TABLE = "taskjobs_jobs"
 TRANSITIONS_TABLE = "taskjobs_transitions"
+WORKERS_TABLE = "taskjobs_workers"
 # Alembic's version table for our schema, named so it never meets an application's own.
 VERSION_TABLE = "taskjobs_alembic_version"
 
@@ -116,6 +117,22 @@ transitions = sa.Table(
     sa.Column("retries", sa.Integer, nullable=True),
     sa.Column("at", UTCDateTime, nullable=False),
     sa.Index("ix_taskjobs_transitions_job_id", "job_id", "id"),
+    mysql_charset="utf8mb4",
+    mysql_engine="InnoDB",
+)
+
+# One row per Celery worker node that ever ran tracked tasks: its heartbeat.
+workers = sa.Table(
+    WORKERS_TABLE,
+    metadata,
+    key_column("name", primary_key=True),
+    key_column("hostname", nullable=True),
+    sa.Column("pid", sa.Integer, nullable=True),
+    sa.Column("started_at", UTCDateTime, nullable=False),
+    sa.Column("last_seen", UTCDateTime, nullable=False),
+    # Set when the worker stopped, or was found silent and its running jobs marked lost.
+    sa.Column("stopped_at", UTCDateTime, nullable=True),
+    sa.Index("ix_taskjobs_workers_last_seen", "last_seen"),
     mysql_charset="utf8mb4",
     mysql_engine="InnoDB",
 )

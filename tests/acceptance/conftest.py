@@ -77,7 +77,14 @@ class Stack:
     tmp: Path
     workers: list[Worker] = dataclasses.field(default_factory=list)
 
-    def start_worker(self, *extra: str, pool: str = "prefork", concurrency: int = 2) -> Worker:
+    def start_worker(
+        self,
+        *extra: str,
+        pool: str = "prefork",
+        concurrency: int = 2,
+        queue: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> Worker:
         name = f"w{len(self.workers) + 1}-{uuid.uuid4().hex[:6]}@%h"
         log = self.tmp / f"worker-{len(self.workers) + 1}.log"
         env = {
@@ -87,6 +94,7 @@ class Stack:
             "TJ_BACKEND": f"{REDIS_URL}/{BACKEND_DB}",
             "TJ_QUEUE": self.queue,
             "TASKJOBS_DATABASE_URL": self.url,
+            **(env or {}),
         }
         command = [
             sys.executable,
@@ -102,7 +110,7 @@ class Stack:
             "-n",
             name,
             "-Q",
-            self.queue,
+            queue or self.queue,
             "--without-mingle",
             "--without-gossip",
             "-l",

@@ -13,7 +13,9 @@ from taskjobs.model import (
     STAGE_PRESUMED_END,
     STAGE_PUBLISHED,
     STAGE_RECEIVED,
+    STAGE_RECEIVED_AGAIN,
     STAGE_RUNNING,
+    STAGE_RUNNING_AGAIN,
     STATES,
     Job,
     check_job_id,
@@ -102,7 +104,15 @@ def test_data_checks_extra_field_types() -> None:
 
 
 def test_order_keys_follow_the_lifecycle_and_the_attempts() -> None:
-    stages = [STAGE_PUBLISHED, STAGE_RECEIVED, STAGE_RUNNING, STAGE_PRESUMED_END, STAGE_ENDED]
+    stages = [
+        STAGE_PUBLISHED,
+        STAGE_RECEIVED,
+        STAGE_RUNNING,
+        STAGE_PRESUMED_END,
+        STAGE_RECEIVED_AGAIN,
+        STAGE_RUNNING_AGAIN,
+        STAGE_ENDED,
+    ]
     keys = [order_key(0, stage) for stage in stages]
     assert keys == sorted(keys) and len(set(keys)) == len(keys)
     # Any event of a later attempt is newer than every event of an earlier one.

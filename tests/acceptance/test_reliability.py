@@ -1,0 +1,153 @@
+"""Crashes and shutdowns of real workers: no job is left running when its worker is gone."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from taskjobs.api.job import findJob, getJob, getJobHistory
+from taskjobs.config import current_store
+from tests.acceptance.conftest import Stack, Worker, build_stack
+from tests.waiting import job_in, wait_for
+
+pytestmark = pytest.mark.slow
+
+TASKS = "tests.celeryapp"
+# Short enough for a test, long enough that a busy machine does not miss a heartbeat.
+FAST_TIMEOUT = {"TASKJOBS_WORKER_TIMEOUT": "3"}
+
+
+@pytest.fixture
+def fresh_stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stack]:
+    """A stack with no worker yet: each test starts (and kills) its own."""
+    broker, database = request.param
+    yield from build_stack(broker, database, tmp_path)
+
+
+def running_child(gate: Path) -> int:
+    """The pid of the pool process running ``wait_for_file(gate)``."""
+    text = wait_for(
+        lambda: Path(f"{gate}.pid").exists() and Path(f"{gate}.pid").read_text(),
+        what="the task's pid file",
+    )
+    return int(text)
+
+
+def kill_worker(worker: Worker, child: int) -> None:
+    """SIGKILL a worker's main process and its pool process: nothing is told to Celery."""
+    os.kill(worker.process.pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):  # already gone with its parent
+        os.kill(child, signal.SIGKILL)
+    worker.process.wait(30)
+
+
+def send(stack: Stack, task: str, *args: Any, **options: Any) -> Any:
+    return stack.publisher.send_task(f"{TASKS}.{task}", args, **options)
+
+
+@pytest.mark.parametrize("fresh_stack", [("redis", "postgresql")], indirect=True)
+def test_sigkill_of_a_worker_is_reaped_by_a_live_worker(fresh_stack: Stack, tmp_path: Path) -> None:
+    stack = fresh_stack
+    doomed = stack.start_worker(queue=f"{stack.queue}-doomed", env=FAST_TIMEOUT)
+    stack.start_worker(env=FAST_TIMEOUT)
+    gate = tmp_path / "never"
+    result = send(stack, "wait_for_file", str(gate), 120, queue=f"{stack.queue}-doomed")
+    assert job_in(result.id, "running")["worker"] == doomed.name
+    kill_worker(doomed, running_child(gate))
+    job = job_in(result.id, "error", timeout=60)
+    assert job["celery_state"] == "LOST" and job["exc_type"] == "WorkerLost"
+    assert f"worker lost: {doomed.name} sent no heartbeat for over 3s" in job["messages"]
+    workers = {w["name"]: w for w in current_store().list_workers()}
+    assert workers[doomed.name]["stopped_at"] is not None
+    assert workers[stack.workers[1].name]["stopped_at"] is None
+
+
+@pytest.mark.parametrize("fresh_stack", [("rabbitmq", "sqlite")], indirect=True)
+def test_taskjobs_reap_marks_the_jobs_of_a_dead_worker(fresh_stack: Stack, tmp_path: Path) -> None:
+    stack = fresh_stack
+    only = stack.start_worker(env=FAST_TIMEOUT)
+    gate = tmp_path / "never"
+    result = send(stack, "wait_for_file", str(gate), 120)
+    job_in(result.id, "running")
+    kill_worker(only, running_child(gate))
+
+    def reap() -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "taskjobs.cli", "reap", "--timeout", "2s", "--db", stack.url],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        return "marked lost" in done.stdout and done.stdout
+
+    assert f"{only.name}: silent, 1 running job marked lost" in wait_for(reap, timeout=60)
+    assert getJob(result.id, "error")["celery_state"] == "LOST"  # type: ignore[index]
+
+
+@pytest.mark.parametrize("fresh_stack", [("rabbitmq", "postgresql")], indirect=True)
+def test_an_acks_late_task_redelivered_after_a_kill_ends_finished(
+    fresh_stack: Stack, tmp_path: Path
+) -> None:
+    stack = fresh_stack
+    first = stack.start_worker(env=FAST_TIMEOUT)
+    second = stack.start_worker(env=FAST_TIMEOUT)
+    gate = tmp_path / "gate"
+    result = send(stack, "wait_for_file_acks_late", str(gate), 120)
+    ran_on = job_in(result.id, "running")["worker"]
+    doomed, survivor = (first, second) if ran_on == first.name else (second, first)
+    child = running_child(gate)
+    Path(f"{gate}.pid").unlink()
+    kill_worker(doomed, child)
+    # RabbitMQ gives the unacknowledged message back at once; the other worker runs it again.
+    rerun = wait_for(
+        lambda: (job := getJob(result.id, "running")) and job["worker"] == survivor.name and job,
+        timeout=60,
+        what="the redelivered run",
+    )
+    assert rerun["celery_state"] == "STARTED"
+    running_child(gate)
+    gate.touch()
+    job = job_in(result.id, "finished", timeout=60)
+    assert job["worker"] == survivor.name and job["result"] == '"released"'
+    workers = [h["worker"] for h in getJobHistory(result.id) if h["status"] == "running"]
+    assert workers[0] == doomed.name and workers[-1] == survivor.name
+
+
+@pytest.mark.parametrize("fresh_stack", [("redis", "sqlite")], indirect=True)
+def test_warm_shutdown_lets_the_running_task_finish(fresh_stack: Stack) -> None:
+    stack = fresh_stack
+    worker = stack.start_worker()
+    result = send(stack, "sleep", 2)
+    job_in(result.id, "running")
+    assert worker.stop(signal.SIGTERM) == 0
+    job = getJob(result.id, "finished")
+    assert job is not None and job["result"] == "2"
+    stopped = {w["name"]: w for w in current_store().list_workers()}[worker.name]
+    assert stopped["stopped_at"] is not None
+
+
+@pytest.mark.parametrize("fresh_stack", [("redis", "postgresql")], indirect=True)
+def test_cold_shutdown_leaves_no_job_running(fresh_stack: Stack, tmp_path: Path) -> None:
+    stack = fresh_stack
+    worker = stack.start_worker()
+    gate = tmp_path / "never"
+    result = send(stack, "wait_for_file", str(gate), 120)
+    job_in(result.id, "running")
+    worker.stop(signal.SIGQUIT)
+    # Celery cancels the running task on a cold shutdown and gives it back for a retry: the job
+    # is pending its next attempt (or, where Celery cannot, ends lost), never left running.
+    job = getJob(result.id, "pending") or getJob(result.id, "error")
+    assert job is not None, findJob(result.id)
+    if job["status"] == "pending":
+        assert job["celery_state"] == "RETRY" and job["retries"] == 1
+    else:
+        assert job["celery_state"] == "LOST" and "cold shutdown" in job["messages"]

@@ -1,0 +1,82 @@
+"""Worker heartbeats and the reaper, on every database."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from taskjobs import liveness
+from taskjobs.api.job import getJob, getJobHistory, transition
+from taskjobs.model import (
+    STAGE_ENDED,
+    STAGE_RECEIVED_AGAIN,
+    STAGE_RUNNING,
+    STAGE_RUNNING_AGAIN,
+    order_key,
+    utcnow,
+)
+from taskjobs.store import Store
+
+
+def test_silent_workers_running_jobs_are_marked_lost_once(store: Store) -> None:
+    now = utcnow()
+    store.heartbeat("celery@dead", hostname="h1", pid=1, at=now - timedelta(seconds=120))
+    store.heartbeat("celery@alive", hostname="h2", pid=2, at=now)
+    transition("on-dead", "running", {"worker": "celery@dead"}, seq=order_key(0, STAGE_RUNNING))
+    transition("on-alive", "running", {"worker": "celery@alive"}, seq=order_key(0, STAGE_RUNNING))
+    transition("done-on-dead", "finished", {"worker": "celery@dead"}, seq=order_key(0, STAGE_ENDED))
+
+    assert liveness.reap(60, store) == {"celery@dead": 1}
+    lost = getJob("on-dead", "error")
+    assert lost is not None and lost["celery_state"] == "LOST" and lost["exc_type"] == "WorkerLost"
+    assert "worker lost: celery@dead sent no heartbeat for over 60s" in lost["messages"]
+    assert [h["status"] for h in getJobHistory("on-dead")] == ["running", "error"]
+    assert getJob("on-alive", "running") is not None
+    assert getJob("done-on-dead", "finished") is not None
+    # The dead worker is now marked stopped: reaping again finds nothing.
+    assert liveness.reap(60, store) == {}
+    workers = {w["name"]: w for w in store.list_workers()}
+    assert workers["celery@dead"]["stopped_at"] is not None
+    assert workers["celery@alive"]["stopped_at"] is None
+
+
+def test_a_lost_job_moves_on_when_its_message_is_redelivered(store: Store) -> None:
+    now = utcnow()
+    store.heartbeat("celery@dead", hostname="h", pid=1, at=now - timedelta(seconds=120))
+    transition("job", "running", {"worker": "celery@dead"}, seq=order_key(0, STAGE_RUNNING))
+    liveness.reap(60, store)
+    transition("job", "pending", {"worker": "celery@other"}, seq=order_key(0, STAGE_RECEIVED_AGAIN))
+    transition("job", "running", {"worker": "celery@other"}, seq=order_key(0, STAGE_RUNNING_AGAIN))
+    assert getJob("job", "running")["worker"] == "celery@other"  # type: ignore[index]
+    transition("job", "finished", {}, seq=order_key(0, STAGE_ENDED))
+    assert getJob("job", "finished") is not None
+
+
+def test_a_true_end_reported_late_beats_a_presumed_loss(store: Store) -> None:
+    store.heartbeat("celery@slow", hostname="h", pid=1, at=utcnow() - timedelta(seconds=120))
+    transition("job", "running", {"worker": "celery@slow"}, seq=order_key(0, STAGE_RUNNING))
+    liveness.reap(60, store)
+    transition("job", "finished", {"result": "1"}, seq=order_key(0, STAGE_ENDED))
+    assert getJob("job", "finished") is not None
+
+
+def test_a_stopped_worker_loses_its_running_jobs_at_once(store: Store) -> None:
+    store.heartbeat("celery@w", hostname="h", pid=1, at=utcnow())
+    transition("job", "running", {"worker": "celery@w"}, seq=order_key(0, STAGE_RUNNING))
+    assert liveness.worker_stopped("celery@w", "stopped by a cold shutdown", store) == 1
+    job = getJob("job", "error")
+    assert job is not None and "stopped by a cold shutdown" in job["messages"]
+
+
+def test_a_heartbeat_revives_a_worker_marked_stopped(store: Store) -> None:
+    store.heartbeat("celery@w", hostname="h", pid=1, at=utcnow() - timedelta(seconds=120))
+    liveness.reap(60, store)
+    liveness.beat("celery@w", "h", 1, store)
+    assert store.list_workers()[0]["stopped_at"] is None
+
+
+@pytest.mark.parametrize("timeout", [0.1, 60, 6000])
+def test_beat_interval_is_a_fraction_of_the_timeout_within_bounds(timeout: float) -> None:
+    interval = liveness.beat_interval(timeout)
+    assert liveness.MIN_BEAT <= interval <= liveness.MAX_BEAT and interval <= max(timeout, 0.2)
