@@ -24,4 +24,12 @@ class ConfigurationError(InvalidInputError):
 
 
 class StoreError(TaskJobsError):
-    """The job store failed; the database error is the ``__cause__``."""
+    """The job store failed; the database error is the ``__cause__``.
+
+    ``retryable`` is true when the database could not be reached or the connection broke: the
+    same write may succeed later.
+    """
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable

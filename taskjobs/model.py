@@ -24,8 +24,14 @@ ERROR = "error"
 STATES = (IDLE, PENDING, RUNNING, FINISHED, ERROR)
 FINAL_STATES = frozenset({FINISHED, ERROR})
 
-# Longest id, name, user, worker, queue and lineage id: they are indexed columns.
+# Longest id, name, user, worker, queue, lineage id and exception type: indexed columns.
 MAX_KEY_LENGTH = 255
+# Longest Celery state (its column's size).
+MAX_STATE_LENGTH = 32
+# Largest pid or retry count: what a 32-bit integer column holds on every database.
+MAX_INT = 2**31 - 1
+# Years a timestamp may have: what every database's timestamp type holds.
+MIN_YEAR, MAX_YEAR = 1000, 9999
 
 # The seven documented fields, exactly as the user's reference describes them.
 JOB_SCHEMA: dict[str, dict[str, Any]] = {
@@ -135,7 +141,10 @@ def check_job_id(job_id: object) -> str:
             f"invalid job id {job_id!r} of type {type(job_id).__name__}: "
             "a job id is a str or an int"
         )
-    text = str(job_id)
+    try:
+        text = str(job_id)
+    except ValueError:  # an int too long to print
+        text = "9" * (MAX_KEY_LENGTH + 1)
     if not text:
         raise InvalidInputError("invalid job id '': a job id is a non-empty string")
     if len(text) > MAX_KEY_LENGTH:
@@ -209,13 +218,27 @@ def encode_data(data: Mapping[str, Any]) -> dict[str, Any]:
             values[field] = check_datetime(field, value)
         else:
             values[field] = None if value is None else encode_value(field, value)
+            if (
+                field == "celery_state"
+                and value is not None
+                and len(values[field]) > MAX_STATE_LENGTH
+            ):
+                raise InvalidInputError(
+                    f"invalid value for job field 'celery_state': {len(values[field])} characters, "
+                    f"at most {MAX_STATE_LENGTH} are allowed"
+                )
     return values
 
 
 def _check_int(field: str, value: Any) -> int | None:
-    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_INT:
         return value
-    raise InvalidInputError(f"invalid value for job field {field!r}: {value!r} is not an int")
+    raise InvalidInputError(
+        f"invalid value for job field {field!r}: {value!r} is not a whole number "
+        f"from 0 to {MAX_INT}"
+    )
 
 
 def check_datetime(field: str, value: Any) -> datetime | None:
@@ -226,7 +249,17 @@ def check_datetime(field: str, value: Any) -> datetime | None:
         with contextlib.suppress(ValueError):
             value = datetime.fromisoformat(value)
     if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        aware = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        try:
+            utc = aware.astimezone(timezone.utc)
+        except OverflowError:
+            utc = None
+        if utc is not None and MIN_YEAR <= utc.year <= MAX_YEAR:
+            return aware
+        raise InvalidInputError(
+            f"invalid value for {field!r}: {value!r} is out of range: "
+            f"give a time from year {MIN_YEAR} to {MAX_YEAR} (UTC)"
+        )
     raise InvalidInputError(
         f"invalid value for {field!r}: {value!r} is not a datetime or an ISO 8601 string"
     )

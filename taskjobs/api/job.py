@@ -184,6 +184,10 @@ def updateJobResult(jobId: str | int, data: Any, inputJob: Mapping[str, Any] | N
     so it is only checked.
     """
     job_id = check_job_id(jobId)
+    if inputJob is not None and not isinstance(inputJob, Mapping):
+        raise InvalidInputError(
+            f"invalid inputJob of type {type(inputJob).__name__}: pass the job's dict, or None"
+        )
     if inputJob is not None and str(inputJob.get("id")) != job_id:
         raise InvalidInputError(
             f"inputJob is job {inputJob.get('id')!r}, not job {job_id!r}: "

@@ -11,9 +11,9 @@ from typing import Any
 from celery import Celery, current_task
 
 from taskjobs import config
-from taskjobs.api.job import addJobMessage, findJob
+from taskjobs.api.job import findJob
 from taskjobs.celery import handlers, heartbeat
-from taskjobs.celery.task import JobTask, running_job_id
+from taskjobs.celery.task import JobTask, record_progress, running_job_id
 from taskjobs.model import Job
 from taskjobs.settings import Settings
 
@@ -57,7 +57,7 @@ def current_job() -> Job | None:
 
 def progress(text: Any) -> None:
     """Append ``text`` to the running task's job messages, visible to readers at once."""
-    addJobMessage(running_job_id(current_task), text)
+    record_progress(running_job_id(current_task), text)
 
 
 handlers.connect()

@@ -6,6 +6,7 @@ task's outcome: a failed write is logged with the task id and the task goes on.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -24,6 +25,7 @@ from kombu.utils.json import dumps as kombu_dumps
 
 from taskjobs import config
 from taskjobs.api.job import transition
+from taskjobs.celery.recorder import Write, recorder
 from taskjobs.model import (
     ERROR,
     FINISHED,
@@ -148,6 +150,19 @@ def _lineage(source: Mapping[str, Any], task_id: str) -> dict[str, Any]:
     }
 
 
+def _record(
+    task_id: str,
+    state: str,
+    values: Mapping[str, Any],
+    *,
+    at: datetime | None = None,
+    **options: Any,
+) -> None:
+    """Write one transition through the recorder, stamped now (not when a buffer is written)."""
+    perform = functools.partial(transition, task_id, state, values, at=at or utcnow(), **options)
+    recorder.submit(Write(task_id, f"{state} transition", perform))
+
+
 def _redelivered(request: Any) -> bool:
     """Whether the broker delivered this message before (to a worker that did not ack it)."""
     return bool((getattr(request, "delivery_info", None) or {}).get("redelivered"))
@@ -193,7 +208,7 @@ def on_before_publish(
             "retries": retries,
             "eta": check_datetime("eta", headers.get("eta")),
         }
-        transition(
+        _record(
             task_id,
             PENDING,
             values,
@@ -221,7 +236,7 @@ def _record_publish_failure(task_id: str, name: str | None, exc: BaseException) 
     """A publish raised: the job is not left pending for a message no broker holds."""
     with recording("publish failure", task_id):
         now = utcnow()
-        transition(
+        _record(
             task_id,
             ERROR,
             {"celery_state": "PUBLISH_FAILED", "exc_type": type(exc).__name__},
@@ -250,7 +265,7 @@ def on_received(sender: Any = None, request: Any = None, **_: Any) -> None:
             "queue": (request.delivery_info or {}).get("routing_key"),
             **_lineage(message, task_id),
         }
-        transition(
+        _record(
             task_id,
             PENDING,
             _clean(
@@ -258,6 +273,7 @@ def on_received(sender: Any = None, request: Any = None, **_: Any) -> None:
                     "celery_state": "RECEIVED",
                     "received_at": now,
                     "worker": request.hostname,
+                    "retries": retries,
                     "eta": check_datetime("eta", message.get("eta")),
                 }
             ),
@@ -374,7 +390,7 @@ def on_prerun(
             "root_id": request.root_id,
             "group_id": request.group,
         }
-        transition(
+        _record(
             task_id,
             RUNNING,
             {
@@ -403,10 +419,15 @@ def on_success(
         if runtime is None and started is not None:
             runtime = time.monotonic() - started
         retries = int(request.retries or 0)
-        transition(
+        _record(
             task_id,
             FINISHED,
-            {"celery_state": "SUCCESS", "result": _json(result), "runtime": runtime},
+            {
+                "celery_state": "SUCCESS",
+                "result": _json(result),
+                "runtime": runtime,
+                "retries": retries,
+            },
             fill=_clean({"name": getattr(request, "task", None) or getattr(sender, "name", None)}),
             seq=order_key(retries, STAGE_ENDED),
         )
@@ -456,7 +477,7 @@ def on_retry(
             return
         retries = int(request.retries or 0)
         now = utcnow()
-        transition(
+        _record(
             task_id,
             PENDING,
             {"celery_state": "RETRY", "retries": retries + 1},
@@ -503,8 +524,15 @@ def _end(
     name: str | None = None,
 ) -> None:
     now = utcnow()
-    values = _clean({"celery_state": celery_state, "exc_type": exc_type, "runtime": runtime})
-    transition(
+    values = _clean(
+        {
+            "celery_state": celery_state,
+            "exc_type": exc_type,
+            "runtime": runtime,
+            "retries": retries,
+        }
+    )
+    _record(
         task_id,
         state,
         values,

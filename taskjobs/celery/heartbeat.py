@@ -11,6 +11,7 @@ from typing import Any
 from celery import signals
 
 from taskjobs import liveness
+from taskjobs.celery.recorder import recorder
 from taskjobs.settings import Settings
 
 logger = logging.getLogger("taskjobs")
@@ -73,13 +74,19 @@ def on_worker_shutting_down(sender: Any = None, how: str | None = None, **_: Any
 
 
 def on_worker_shutdown(sender: Any = None, **_: Any) -> None:
-    """A warm shutdown has let its tasks finish: record the worker stopped."""
+    """A warm shutdown has let its tasks finish: write out what is buffered, record the stop."""
     global _heart
+    recorder.drain()
     if _heart is None:
         return
     _heart.stop()
     _stopped(_heart.worker, "shut down while the task ran")
     _heart = None
+
+
+def on_worker_process_shutdown(**_: Any) -> None:
+    """A pool process stops: write out what it buffered while the store was unreachable."""
+    recorder.drain()
 
 
 def _stopped(worker: str, reason: str) -> None:
@@ -94,5 +101,6 @@ def connect() -> None:
         (signals.worker_ready, on_worker_ready),
         (signals.worker_shutting_down, on_worker_shutting_down),
         (signals.worker_shutdown, on_worker_shutdown),
+        (signals.worker_process_shutdown, on_worker_process_shutdown),
     ):
         signal.connect(receiver, weak=False, dispatch_uid=f"taskjobs.{receiver.__name__}")

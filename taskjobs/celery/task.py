@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import functools
+import logging
 from typing import Any
 
 from celery import Task
 
 from taskjobs.api.job import addJobMessage, findJob
 from taskjobs.celery.handlers import watching_publish
+from taskjobs.celery.recorder import Write, recorder
 from taskjobs.errors import TaskJobsError
-from taskjobs.model import Job
+from taskjobs.model import Job, encode_value
+
+logger = logging.getLogger("taskjobs")
 
 
 class JobTask(Task):  # type: ignore[misc]
@@ -30,7 +35,18 @@ class JobTask(Task):  # type: ignore[misc]
 
     def progress(self, text: Any) -> None:
         """Append ``text`` to the running job's messages, visible to readers at once."""
-        addJobMessage(running_job_id(self), text)
+        record_progress(running_job_id(self), text)
+
+
+def record_progress(job_id: str, text: Any) -> None:
+    """Append a progress note like any tracking write: buffered in an outage, never raising."""
+    encode_value("messages", text)  # bad text is the caller's error, raised now
+    try:
+        recorder.submit(
+            Write(job_id, "progress note", functools.partial(addJobMessage, job_id, text))
+        )
+    except Exception:
+        logger.exception("taskjobs: could not record a progress note of task %s", job_id)
 
 
 def running_job_id(task: Any) -> str:

@@ -118,13 +118,19 @@ class Store:
             guard = sa.or_(current.seq.is_(None), current.seq % STAGES_PER_ATTEMPT < stage)
             new_seq = sa.case((current.seq.is_(None), new.seq), else_=attempt_start + stage)
 
-        def guarded(column: str, value: Any) -> Any:
-            return value if guard is None else sa.case((guard, value), else_=current[column])
+        def guarded(column: str, value: Any, otherwise: Any = None) -> Any:
+            if guard is None:
+                return value
+            return sa.case(
+                (guard, value), else_=current[column] if otherwise is None else otherwise
+            )
 
         # MySQL applies assignments left to right and later ones see earlier results, so the
-        # guard's own column, ``seq``, is assigned last.
+        # guard's own column, ``seq``, is assigned last. An older event changes nothing the row
+        # has, but still fills what it lacks (a receipt time that arrives after the end).
         updates: list[tuple[str, Any]] = [
-            (column, guarded(column, new[column])) for column in values
+            (column, guarded(column, new[column], sa.func.coalesce(current[column], new[column])))
+            for column in values
         ]
         updates += [(column, sa.func.coalesce(current[column], new[column])) for column in fill]
         if message is not None:
@@ -283,7 +289,9 @@ class Store:
             (jobs.c.worker, worker),
         )
         for column, value in filters:
-            if value is not None:
+            if value == "":  # an unset text field reads as "", and is stored as NULL
+                query = query.where(sa.or_(column.is_(None), column == ""))
+            elif value is not None:
                 query = query.where(column == value)
         if since is not None:
             query = query.where(jobs.c.created_at >= since)
@@ -448,7 +456,8 @@ class Store:
             yield
         except sa.exc.SQLAlchemyError as exc:
             raise StoreError(
-                f"could not {operation} in {safe_url(self.url)}: {_reason(exc)}"
+                f"could not {operation} in {safe_url(self.url)}: {_reason(exc)}",
+                retryable=_unreachable(exc),
             ) from exc
 
 
@@ -461,6 +470,21 @@ def _job(row: sa.RowMapping) -> Job:
     if fields["retries"] is None:
         fields["retries"] = 0
     return Job(**fields)
+
+
+def _unreachable(exc: sa.exc.SQLAlchemyError) -> bool:
+    """Whether the error means the database could not be reached, not that the write was bad."""
+    if getattr(exc, "connection_invalidated", False):
+        return True
+    return isinstance(
+        exc,
+        (
+            sa.exc.OperationalError,
+            sa.exc.InterfaceError,
+            sa.exc.DisconnectionError,
+            sa.exc.TimeoutError,
+        ),
+    )
 
 
 def _reason(exc: sa.exc.SQLAlchemyError) -> str:

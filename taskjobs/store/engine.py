@@ -73,6 +73,9 @@ def create_engine(url: URL) -> Engine:
             options["poolclass"] = StaticPool
     else:
         connect_args["connect_timeout"] = CONNECT_TIMEOUT
+        # A pooled connection the server dropped (restart, failover, outage) is replaced
+        # before use instead of failing the caller's next read or write.
+        options["pool_pre_ping"] = True
         if backend in ("mysql", "mariadb"):
             connect_args.setdefault("charset", "utf8mb4")
             options["pool_recycle"] = POOL_RECYCLE

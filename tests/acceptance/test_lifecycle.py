@@ -76,7 +76,11 @@ def test_retries_twice_then_succeeds(stack: Stack) -> None:
     assert "attempt 1 failed, retrying" in job["messages"]
     running = [h for h in getJobHistory(result.id) if h["status"] == "running"]
     assert [h["retries"] for h in running] == [0, 1, 2]
-    agrees_with_celery(stack, job)
+    # Not compared with Celery's stored state: with two pool processes an earlier attempt's
+    # RETRY and the last attempt's SUCCESS race in Celery's backend, and once (in about one run
+    # in five of this test) it read RETRY after get() had returned the result. The job's order
+    # guard keeps SUCCESS.
+    assert job["celery_state"] == "SUCCESS"
 
 
 def test_a_countdown_task_is_pending_before_any_worker_runs_it(stack: Stack) -> None:

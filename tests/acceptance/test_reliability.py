@@ -13,7 +13,14 @@ from typing import Any
 
 import pytest
 
-from taskjobs.api.job import findJob, getJob, getJobHistory
+from taskjobs.api.job import (
+    findJob,
+    getFinishedJobs,
+    getJob,
+    getJobHistory,
+    getPendingJobs,
+    getRunningJobs,
+)
 from taskjobs.config import current_store
 from tests.acceptance.conftest import Stack, Worker, build_stack
 from tests.waiting import job_in, wait_for
@@ -151,3 +158,52 @@ def test_cold_shutdown_leaves_no_job_running(fresh_stack: Stack, tmp_path: Path)
         assert job["celery_state"] == "RETRY" and job["retries"] == 1
     else:
         assert job["celery_state"] == "LOST" and "cold shutdown" in job["messages"]
+
+
+class LockedOut:
+    """Makes a scratch PostgreSQL database refuse every connection, as in an outage."""
+
+    def __init__(self, url: str) -> None:
+        import sqlalchemy as sa
+
+        self.name = sa.make_url(url).database
+        admin = sa.make_url(url).set(drivername="postgresql+psycopg", database="postgres")
+        self.admin = sa.create_engine(admin, isolation_level="AUTOCOMMIT")
+
+    def __enter__(self) -> LockedOut:
+        with self.admin.connect() as connection:
+            connection.exec_driver_sql(f'ALTER DATABASE "{self.name}" ALLOW_CONNECTIONS false')
+            connection.exec_driver_sql(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                f"WHERE datname = '{self.name}' AND pid <> pg_backend_pid()"
+            )
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        with self.admin.connect() as connection:
+            connection.exec_driver_sql(f'ALTER DATABASE "{self.name}" ALLOW_CONNECTIONS true')
+        self.admin.dispose()
+
+
+@pytest.mark.parametrize("fresh_stack", [("redis", "postgresql")], indirect=True)
+def test_a_postgresql_outage_in_the_middle_of_500_tasks(fresh_stack: Stack) -> None:
+    stack = fresh_stack
+    stack.start_worker()
+    results = [send(stack, "add", i, 1) for i in range(250)]
+    wait_for(lambda: len(getFinishedJobs(limit=50)) >= 50, what="the first jobs to finish")
+    with LockedOut(stack.url):
+        # Publishing and running go on: tasks finish, their tracking waits in memory.
+        results += [send(stack, "add", i, 1) for i in range(250, 500)]
+        assert [r.get(timeout=120) for r in results] == [i + 1 for i in range(500)]
+
+    # Once the database is back every job converges to its true state, receipts included
+    # (the worker's main process writes those, from its own buffer).
+    def converged() -> dict[str, dict[str, Any]]:
+        jobs = {job["id"]: job for job in getFinishedJobs()}
+        complete = len(jobs) == 500 and all(job["received_at"] for job in jobs.values())
+        return jobs if complete else {}
+
+    jobs = wait_for(converged, timeout=120, what="all 500 jobs to converge")
+    assert all(jobs[r.id]["result"] == str(i + 1) for i, r in enumerate(results))
+    assert all(jobs[r.id]["started_at"] and jobs[r.id]["worker"] for r in results)
+    assert getPendingJobs() == [] and getRunningJobs() == []

@@ -18,7 +18,14 @@ from alembic.runtime.migration import MigrationContext
 import taskjobs
 from taskjobs.api.job import getJob, setJob, transition
 from taskjobs.errors import ConfigurationError, StoreError
-from taskjobs.model import STAGE_ENDED, STAGE_PUBLISHED, STAGE_RUNNING, order_key
+from taskjobs.model import (
+    STAGE_ENDED,
+    STAGE_PUBLISHED,
+    STAGE_RECEIVED,
+    STAGE_RUNNING,
+    order_key,
+    utcnow,
+)
 from taskjobs.store import Store, store_for
 from taskjobs.store.schema import head_revision
 from taskjobs.store.tables import VERSION_TABLE, metadata
@@ -82,13 +89,27 @@ def test_an_event_without_its_attempt_ends_the_current_attempt_once(store: Store
 
 def test_an_older_or_repeated_event_never_moves_a_job_back(store: Store) -> None:
     ended = order_key(0, STAGE_ENDED)
-    transition("job", "finished", {"result": "42"}, seq=ended)
+    transition("job", "finished", {"result": "42", "worker": "w1", "queue": "q"}, seq=ended)
     transition("job", "running", {"worker": "late"}, seq=order_key(0, STAGE_RUNNING))
     transition("job", "pending", {"queue": "late"}, seq=order_key(0, STAGE_PUBLISHED))
     transition("job", "error", {"result": "dup"}, seq=ended, message="dup\n")
     job = getJob("job", "finished")
     assert job is not None
-    assert (job["result"], job["worker"], job["queue"], job["messages"]) == ("42", None, None, "")
+    assert (job["result"], job["worker"], job["queue"], job["messages"]) == ("42", "w1", "q", "")
+
+
+def test_an_older_event_still_fills_what_the_row_lacks(store: Store) -> None:
+    # After an outage, buffered events land late: the receipt time is still worth keeping.
+    transition("job", "finished", {"result": "42"}, seq=order_key(0, STAGE_ENDED))
+    received = utcnow()
+    transition(
+        "job",
+        "pending",
+        {"received_at": received, "worker": "w1"},
+        seq=order_key(0, STAGE_RECEIVED),
+    )
+    job = getJob("job", "finished")
+    assert job is not None and job["received_at"] == received and job["worker"] == "w1"
 
 
 def test_a_newer_event_applies_and_a_new_attempt_beats_an_ended_one(store: Store) -> None:

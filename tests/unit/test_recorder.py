@@ -1,0 +1,94 @@
+"""The recorder: writes go straight through, or wait in a bounded buffer while the store is down."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import pytest
+
+from taskjobs.celery.recorder import Recorder, Write
+from taskjobs.errors import StoreError
+
+
+class FlakyStore:
+    """Fails with a retryable error while ``down`` is set; records what it wrote."""
+
+    def __init__(self) -> None:
+        self.down = threading.Event()
+        self.written: list[str] = []
+        self.lock = threading.Lock()
+
+    def write(self, label: str) -> Write:
+        def perform() -> None:
+            if self.down.is_set():
+                raise StoreError("database unreachable", retryable=True)
+            with self.lock:
+                self.written.append(label)
+
+        return Write(task_id=label, event="test write", perform=perform)
+
+
+def test_writes_go_straight_through_while_the_store_answers() -> None:
+    store, recorder = FlakyStore(), Recorder()
+    recorder.submit(store.write("a"))
+    assert store.written == ["a"] and not recorder.buffer and recorder.flusher is None
+
+
+def test_an_outage_buffers_in_order_and_the_buffer_is_written_once_back(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store, recorder = FlakyStore(), Recorder()
+    store.down.set()
+    with caplog.at_level(logging.WARNING, logger="taskjobs"):
+        for label in "abc":
+            recorder.submit(store.write(label))
+        assert store.written == [] and len(recorder.buffer) == 3
+        store.down.clear()
+        assert recorder.drain(timeout=30) == 0
+    assert store.written == ["a", "b", "c"]
+    assert "job store unreachable" in caplog.text
+    assert "3 buffered write(s) written" in caplog.text
+
+
+def test_a_full_buffer_drops_the_oldest_and_says_so(caplog: pytest.LogCaptureFixture) -> None:
+    store, recorder = FlakyStore(), Recorder(capacity=2)
+    store.down.set()
+    with caplog.at_level(logging.ERROR, logger="taskjobs"):
+        for label in "abc":
+            recorder.submit(store.write(label))
+    assert recorder.dropped == 1 and [w.task_id for w in recorder.buffer] == ["b", "c"]
+    assert "dropped the test write of task a" in caplog.text
+    store.down.clear()
+    recorder.drain(timeout=30)
+    assert store.written == ["b", "c"]
+
+
+def test_a_write_the_store_refuses_is_not_retried() -> None:
+    recorder = Recorder()
+
+    def bad() -> None:
+        raise StoreError("value too long", retryable=False)
+
+    with pytest.raises(StoreError, match="too long"):
+        recorder.submit(Write("x", "test write", bad))
+    assert not recorder.buffer
+
+
+def test_drain_reports_what_could_not_be_written(caplog: pytest.LogCaptureFixture) -> None:
+    store, recorder = FlakyStore(), Recorder()
+    store.down.set()
+    recorder.submit(store.write("a"))
+    with caplog.at_level(logging.ERROR, logger="taskjobs"):
+        assert recorder.drain(timeout=0.2) == 1
+    assert "1 tracking write(s) could not be written" in caplog.text
+    store.down.clear()
+    recorder.drain(timeout=30)
+
+
+def test_a_forked_child_starts_with_an_empty_buffer() -> None:
+    store, recorder = FlakyStore(), Recorder()
+    store.down.set()
+    recorder.submit(store.write("a"))
+    recorder.after_fork()
+    assert not recorder.buffer and recorder.dropped == 0
