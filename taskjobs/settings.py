@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from taskjobs.errors import ConfigurationError
@@ -14,21 +14,25 @@ from taskjobs.errors import ConfigurationError
 DEFAULT_INCLUDE = ("*",)
 # Celery's own tasks (celery.ping, celery.chord_unlock, celery.backend_cleanup...) are noise.
 DEFAULT_EXCLUDE = ("celery.*",)
-
-# Each setting: its app.conf key and its environment variable.
-_SOURCES = {
-    "database_url": ("taskjobs_database_url", "TASKJOBS_DATABASE_URL"),
-    "include": ("taskjobs_include", "TASKJOBS_INCLUDE"),
-    "exclude": ("taskjobs_exclude", "TASKJOBS_EXCLUDE"),
-    "worker_timeout": ("taskjobs_worker_timeout", "TASKJOBS_WORKER_TIMEOUT"),
-}
 # Seconds without a heartbeat after which a worker's running jobs are marked lost.
 DEFAULT_WORKER_TIMEOUT = 60.0
+# Keyword arguments whose names contain one of these (any case) are stored as "***".
+DEFAULT_REDACT = (
+    "password", "passwd", "secret", "token", "api_key", "apikey", "authorization",
+    "credential", "private_key", "access_key",
+)  # fmt: skip
+# Characters kept of a job's request (args and kwargs) and of its result.
+DEFAULT_MAX_REQUEST = 65_536
+DEFAULT_MAX_RESULT = 65_536
+# Characters kept of one entry of a job's messages (an exception with its traceback).
+DEFAULT_MAX_MESSAGE = 32_768
+# What replaces a value taskjobs was told not to keep.
+REDACTED = "***"
 
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    """What the Celery integration tracks and where it writes."""
+    """What the Celery integration tracks, what it keeps of each task, and where it writes."""
 
     # Database URL; None leaves the choice to ``taskjobs.configure`` and its defaults.
     database_url: str | None = None
@@ -36,22 +40,28 @@ class Settings:
     include: tuple[str, ...] = DEFAULT_INCLUDE
     exclude: tuple[str, ...] = DEFAULT_EXCLUDE
     worker_timeout: float = DEFAULT_WORKER_TIMEOUT
+    # Whether jobs keep their tasks' arguments and return values (tasks may say otherwise).
+    store_args: bool = True
+    store_results: bool = True
+    redact: tuple[str, ...] = DEFAULT_REDACT
+    max_request: int = DEFAULT_MAX_REQUEST
+    max_result: int = DEFAULT_MAX_RESULT
+    max_message: int = DEFAULT_MAX_MESSAGE
 
     @classmethod
     def load(cls, conf: Mapping[str, Any] | None = None) -> Settings:
-        """Read every setting from ``conf`` (a Celery ``app.conf``), else the environment."""
+        """Read every setting from ``conf`` (a Celery ``app.conf``), else the environment.
+
+        The app.conf key of a field is ``taskjobs_<field>``, its variable ``TASKJOBS_<FIELD>``.
+        """
         found: dict[str, Any] = {}
-        for field, (key, variable) in _SOURCES.items():
+        for field, parse in _PARSERS.items():
+            key = f"taskjobs_{field}"
             value = conf.get(key) if conf is not None else None
             if value is None:
-                value = os.environ.get(variable)
+                value = os.environ.get(key.upper())
             if value is not None:
-                found[field] = value
-        for field in ("include", "exclude"):
-            if field in found:
-                found[field] = _patterns(_SOURCES[field][0], found[field])
-        if "worker_timeout" in found:
-            found["worker_timeout"] = _seconds("taskjobs_worker_timeout", found["worker_timeout"])
+                found[field] = parse(key, value)
         return cls(**found)
 
     def tracks(self, task_name: str | None) -> bool:
@@ -62,17 +72,26 @@ class Settings:
             return False
         return any(fnmatch.fnmatchcase(task_name, pattern) for pattern in self.include)
 
+    def redacts(self, key: str) -> bool:
+        """Whether a keyword argument called ``key`` is kept out of the store."""
+        lowered = key.lower()
+        return any(part in lowered for part in self.redact)
+
 
 def _patterns(key: str, value: Any) -> tuple[str, ...]:
-    """Glob patterns from a list, or from a comma-separated string (the environment's form)."""
+    """Patterns from a list, or from a comma-separated string (the environment's form)."""
     if isinstance(value, str):
         return tuple(part.strip() for part in value.split(",") if part.strip())
     if isinstance(value, Sequence) and all(isinstance(item, str) for item in value):
         return tuple(value)
     raise ConfigurationError(
-        f"invalid {key} {value!r}: give a list of task-name glob patterns "
-        "such as ['myapp.*'], or a comma-separated string"
+        f"invalid {key} {value!r}: give a list of strings such as ['myapp.*'], "
+        "or a comma-separated string"
     )
+
+
+def _lowered(key: str, value: Any) -> tuple[str, ...]:
+    return tuple(part.lower() for part in _patterns(key, value))
 
 
 def _seconds(key: str, value: Any) -> float:
@@ -81,6 +100,46 @@ def _seconds(key: str, value: Any) -> float:
         seconds = float(value)
     except (TypeError, ValueError):
         seconds = -1.0
-    if not seconds > 0 or seconds == float("inf"):
+    if not 0 < seconds < float("inf"):
         raise ConfigurationError(f"invalid {key} {value!r}: give a positive number of seconds")
     return seconds
+
+
+def _size(key: str, value: Any) -> int:
+    """A positive whole number of characters."""
+    try:
+        size = int(value)
+    except (TypeError, ValueError):
+        size = 0
+    if size <= 0 or isinstance(value, bool):
+        raise ConfigurationError(f"invalid {key} {value!r}: give a positive number of characters")
+    return size
+
+
+def _flag(key: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ConfigurationError(f"invalid {key} {value!r}: give true or false")
+
+
+def _text(key: str, value: Any) -> str:
+    return str(value)
+
+
+_PARSERS: dict[str, Callable[[str, Any], Any]] = {
+    "database_url": _text,
+    "include": _patterns,
+    "exclude": _patterns,
+    "worker_timeout": _seconds,
+    "store_args": _flag,
+    "store_results": _flag,
+    "redact": _lowered,
+    "max_request": _size,
+    "max_result": _size,
+    "max_message": _size,
+}

@@ -111,3 +111,14 @@ def collect(values: list[int]) -> int:
 @app.task
 def secret_login(user: str, password: str) -> str:
     return f"logged in {user}"
+
+
+@app.task(taskjobs_store_args=False, taskjobs_store_results=False)
+def private(document: str) -> str:
+    """A task whose arguments and result taskjobs must not keep."""
+    return document.upper()
+
+
+@app.task
+def echo(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    return {"args": list(args), "kwargs": kwargs}

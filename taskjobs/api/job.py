@@ -29,6 +29,7 @@ from taskjobs.model import (
     encode_value,
     utcnow,
 )
+from taskjobs.store import Store
 
 __all__ = [
     "addJobMessage",
@@ -87,16 +88,18 @@ def getJobResults(jobId: str | int) -> dict[str, Any] | None:
     return getJob(jobId, FINISHED)
 
 
-def addJobMessage(jobId: str | int, text: Any) -> bool:
+def addJobMessage(
+    jobId: str | int, text: Any, *, at: datetime | None = None, store: Store | None = None
+) -> bool:
     """Append a line to the job's ``messages``, stamped with the UTC time; visible at once.
 
     Returns False (and writes nothing) when the job does not exist. Not one of the fifteen
     documented functions; it sits beside them.
     """
     job_id = check_job_id(jobId)
-    now = utcnow()
+    now = at or utcnow()
     line = f"[{now:%Y-%m-%dT%H:%M:%S}Z] {encode_value('messages', text).rstrip()}\n"
-    return current_store().append_message(job_id, line, now)
+    return (store or current_store()).append_message(job_id, line, now)
 
 
 def getJobHistory(jobId: str | int) -> list[dict[str, Any]]:
@@ -208,6 +211,7 @@ def transition(
     guard_message: bool = True,
     read_back: bool = False,
     at: datetime | None = None,
+    store: Store | None = None,
 ) -> Job | None:
     """Move one job to ``state`` with already-encoded ``values``: one statement.
 
@@ -220,7 +224,7 @@ def transition(
     timestamp = _STATE_TIMESTAMPS.get(state)
     if timestamp is not None:
         columns.setdefault(timestamp, now)
-    return current_store().write(
+    return (store or current_store()).write(
         job_id,
         columns,
         fill={"created_at": now, **(fill or {})},

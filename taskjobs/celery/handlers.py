@@ -25,7 +25,7 @@ from kombu.utils.json import dumps as kombu_dumps
 
 from taskjobs import config
 from taskjobs.api.job import transition
-from taskjobs.celery.recorder import Write, recorder
+from taskjobs.celery.recorder import Write, recorder_for
 from taskjobs.model import (
     ERROR,
     FINISHED,
@@ -39,10 +39,11 @@ from taskjobs.model import (
     STAGE_RUNNING,
     STAGE_RUNNING_AGAIN,
     check_datetime,
+    check_job_id,
     order_key,
     utcnow,
 )
-from taskjobs.settings import Settings
+from taskjobs.settings import REDACTED, Settings
 
 logger = logging.getLogger("taskjobs")
 
@@ -83,15 +84,19 @@ def settings_for(task: Task | None) -> Settings | None:
     return settings if settings.tracks(task.name) else None
 
 
+def _task_named(name: str | None) -> Task | None:
+    """The task registered under ``name`` in the current app, if this process has it."""
+    from celery import current_app
+
+    return current_app.tasks.get(name) if name else None
+
+
 def settings_for_name(name: str | None) -> Settings | None:
     """The settings under which a task known only by name (at publish) is tracked."""
     for settings in list(installed.values()):
         if settings.tracks(name):
             return settings
-    from celery import current_app
-
-    task = current_app.tasks.get(name) if name else None
-    return settings_for(task)
+    return settings_for(_task_named(name))
 
 
 @contextmanager
@@ -111,14 +116,56 @@ def _json(value: Any) -> str:
         return str(kombu_dumps(saferepr(value)))
 
 
-def _request_text(args: Any, kwargs: Any, argsrepr: Any, kwargsrepr: Any) -> str:
+def _request_text(
+    settings: Settings, task: Any, args: Any, kwargs: Any, argsrepr: Any, kwargsrepr: Any
+) -> str:
     """The job's request: args and kwargs as JSON, or the publisher's own reprs when it set them
-    (``argsrepr``/``kwargsrepr`` are how Celery users hide secrets from monitoring)."""
+    (``argsrepr``/``kwargsrepr`` are how Celery users hide secrets from monitoring). Keyword
+    arguments with secret-looking names are redacted; long requests are cut; a task (or the
+    settings) may keep no arguments at all."""
+    if not _keeps(settings.store_args, task, "taskjobs_store_args"):
+        return ""
     args = () if args is None else args
     kwargs = {} if kwargs is None else kwargs
     if _own_repr(argsrepr, args) or _own_repr(kwargsrepr, kwargs):
-        return _json({"argsrepr": argsrepr, "kwargsrepr": kwargsrepr})
-    return _json({"args": list(args), "kwargs": dict(kwargs)})
+        text = _json({"argsrepr": argsrepr, "kwargsrepr": kwargsrepr})
+    else:
+        text = _json({"args": list(args), "kwargs": _redacted(settings, dict(kwargs))})
+    return _capped(text, settings.max_request)
+
+
+def _result_text(settings: Settings, task: Any, result: Any) -> str:
+    """The job's result as JSON, cut when long, or nothing if results are not kept."""
+    if not _keeps(settings.store_results, task, "taskjobs_store_results"):
+        return ""
+    return _capped(_json(result), settings.max_result)
+
+
+def _keeps(default: bool, task: Any, option: str) -> bool:
+    """A task's own option (``@app.task(taskjobs_store_args=False)``), else the setting."""
+    own = getattr(task, option, None)
+    return default if own is None else bool(own)
+
+
+def _redacted(settings: Settings, value: Any) -> Any:
+    """``value`` with the values of secret-looking keys, at any depth, replaced by ``***``."""
+    if isinstance(value, dict):
+        return {
+            key: REDACTED
+            if isinstance(key, str) and settings.redacts(key)
+            else _redacted(settings, item)
+            for key, item in value.items()
+        }
+    if isinstance(value, (list, tuple)):
+        return [_redacted(settings, item) for item in value]
+    return value
+
+
+def _capped(text: str, limit: int) -> str:
+    """``text``, or its first ``limit`` characters and a marker saying it was cut."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}…[truncated by taskjobs: {len(text)} characters in all]"
 
 
 def _own_repr(given: Any, value: Any) -> bool:
@@ -159,8 +206,11 @@ def _record(
     **options: Any,
 ) -> None:
     """Write one transition through the recorder, stamped now (not when a buffer is written)."""
-    perform = functools.partial(transition, task_id, state, values, at=at or utcnow(), **options)
-    recorder.submit(Write(task_id, f"{state} transition", perform))
+    store = config.current_store()
+    perform = functools.partial(
+        transition, check_job_id(task_id), state, values, at=at or utcnow(), store=store, **options
+    )
+    recorder_for(store).submit(Write(task_id, f"{state} transition", perform))
 
 
 def _redelivered(request: Any) -> bool:
@@ -188,7 +238,8 @@ def on_before_publish(
     headers = headers or {}
     task_id = headers.get("id")
     with recording("publish", task_id):
-        if task_id is None or settings_for_name(sender) is None:
+        settings = settings_for_name(sender)
+        if task_id is None or settings is None:
             return
         args, kwargs = (body[0], body[1]) if isinstance(body, (tuple, list)) else ((), {})
         retries = int(headers.get("retries") or 0)
@@ -197,7 +248,12 @@ def on_before_publish(
             "name": sender,
             "user": headers.get(USER_HEADER),
             "request": _request_text(
-                args, kwargs, headers.get("argsrepr"), headers.get("kwargsrepr")
+                settings,
+                _task_named(sender),
+                args,
+                kwargs,
+                headers.get("argsrepr"),
+                headers.get("kwargsrepr"),
             ),
             "queue": queue or routing_key or exchange,
             **_lineage(headers, task_id),
@@ -369,7 +425,8 @@ def on_prerun(
 ) -> None:
     """The task body is about to run: running, with worker, pid, attempt and start time."""
     with recording("start", task_id):
-        if task_id is None or settings_for(sender) is None:
+        settings = settings_for(sender)
+        if task_id is None or settings is None:
             return
         assert sender is not None
         _started[task_id] = time.monotonic()
@@ -380,6 +437,8 @@ def on_prerun(
             "name": sender.name,
             "user": getattr(request, USER_HEADER, None),
             "request": _request_text(
+                settings,
+                sender,
                 args,
                 kwargs,
                 getattr(request, "argsrepr", None),
@@ -414,7 +473,8 @@ def on_success(
     task_id = getattr(request, "id", None)
     with recording("success", task_id):
         started = _started.pop(task_id, None) if task_id else None
-        if request is None or task_id is None or settings_for(sender) is None:
+        settings = settings_for(sender)
+        if request is None or task_id is None or settings is None:
             return
         if runtime is None and started is not None:
             runtime = time.monotonic() - started
@@ -424,7 +484,7 @@ def on_success(
             FINISHED,
             {
                 "celery_state": "SUCCESS",
-                "result": _json(result),
+                "result": _result_text(settings, sender, result),
                 "runtime": runtime,
                 "retries": retries,
             },
@@ -445,10 +505,11 @@ def on_failure(
     time limits. Celery may send this twice for one hard time limit: the second is ignored."""
     with recording("failure", task_id):
         started = _started.pop(task_id, None) if task_id else None
-        if task_id is None or settings_for(sender) is None:
+        settings = settings_for(sender)
+        if task_id is None or settings is None:
             return
         assert sender is not None
-        text = _failure_text(exception, traceback, einfo)
+        text = _capped(_failure_text(exception, traceback, einfo), settings.max_message)
         runtime = time.monotonic() - started if started is not None else None
         request = sender.request
         # In the worker's main process (lost worker, hard time limit) the task's request is
@@ -499,10 +560,11 @@ def on_internal_error(
 ) -> None:
     """Celery failed outside the task body (or an eager task propagated its error)."""
     with recording("internal error", task_id):
-        if task_id is None or settings_for(sender) is None:
+        settings = settings_for(sender)
+        if task_id is None or settings is None:
             return
         retries = int(getattr(request, "retries", 0) or 0)
-        text = _failure_text(exception, traceback, einfo)
+        text = _capped(_failure_text(exception, traceback, einfo), settings.max_message)
         _end(task_id, ERROR, "FAILURE", retries, text, exc_type=type(exception).__name__)
 
 

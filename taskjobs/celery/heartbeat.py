@@ -11,7 +11,7 @@ from typing import Any
 from celery import signals
 
 from taskjobs import liveness
-from taskjobs.celery.recorder import recorder
+from taskjobs.celery.recorder import drain_all
 from taskjobs.settings import Settings
 
 logger = logging.getLogger("taskjobs")
@@ -76,7 +76,7 @@ def on_worker_shutting_down(sender: Any = None, how: str | None = None, **_: Any
 def on_worker_shutdown(sender: Any = None, **_: Any) -> None:
     """A warm shutdown has let its tasks finish: write out what is buffered, record the stop."""
     global _heart
-    recorder.drain()
+    drain_all()
     if _heart is None:
         return
     _heart.stop()
@@ -86,7 +86,7 @@ def on_worker_shutdown(sender: Any = None, **_: Any) -> None:
 
 def on_worker_process_shutdown(**_: Any) -> None:
     """A pool process stops: write out what it buffered while the store was unreachable."""
-    recorder.drain()
+    drain_all()
 
 
 def _stopped(worker: str, reason: str) -> None:

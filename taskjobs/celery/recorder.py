@@ -145,7 +145,31 @@ class Recorder:
         return left
 
 
-recorder = Recorder()
-os.register_at_fork(after_in_child=recorder.after_fork)
+# One recorder per store, so that writes bound for a store that answers never wait behind writes
+# for one that does not.
+_recorders: dict[int, Recorder] = {}
+_recorders_lock = threading.Lock()
+
+
+def recorder_for(store: object) -> Recorder:
+    """The recorder of this process for ``store``."""
+    found = _recorders.get(id(store))
+    if found is None:
+        with _recorders_lock:
+            found = _recorders.setdefault(id(store), Recorder())
+    return found
+
+
+def drain_all(timeout: float = DRAIN_TIMEOUT) -> int:
+    """Write out what every recorder buffered, within ``timeout`` seconds; returns what is left."""
+    return sum(recorder.drain(timeout) for recorder in list(_recorders.values()))
+
+
+def _after_fork() -> None:
+    for recorder in list(_recorders.values()):
+        recorder.after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork)
 # A publisher or worker that exits normally writes out what it buffered first.
-atexit.register(recorder.drain)
+atexit.register(drain_all)

@@ -10,9 +10,10 @@ from celery import Task
 
 from taskjobs.api.job import addJobMessage, findJob
 from taskjobs.celery.handlers import watching_publish
-from taskjobs.celery.recorder import Write, recorder
+from taskjobs.celery.recorder import Write, recorder_for
+from taskjobs.config import current_store
 from taskjobs.errors import TaskJobsError
-from taskjobs.model import Job, encode_value
+from taskjobs.model import Job, encode_value, utcnow
 
 logger = logging.getLogger("taskjobs")
 
@@ -41,10 +42,10 @@ class JobTask(Task):  # type: ignore[misc]
 def record_progress(job_id: str, text: Any) -> None:
     """Append a progress note like any tracking write: buffered in an outage, never raising."""
     encode_value("messages", text)  # bad text is the caller's error, raised now
+    store = current_store()
+    perform = functools.partial(addJobMessage, job_id, text, at=utcnow(), store=store)
     try:
-        recorder.submit(
-            Write(job_id, "progress note", functools.partial(addJobMessage, job_id, text))
-        )
+        recorder_for(store).submit(Write(job_id, "progress note", perform))
     except Exception:
         logger.exception("taskjobs: could not record a progress note of task %s", job_id)
 

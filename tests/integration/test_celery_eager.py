@@ -15,7 +15,7 @@ import pytest
 
 import taskjobs
 from taskjobs.api.job import findJob, getJob, getJobHistory
-from tests.celeryapp import add, app, fail, retry_twice, secret_login
+from tests.celeryapp import add, app, echo, fail, private, retry_twice, secret_login
 
 
 @pytest.fixture
@@ -123,11 +123,25 @@ def test_a_failed_publish_leaves_no_pending_job(tmp_path: Path) -> None:
 
 
 def test_a_broken_store_never_changes_a_task_outcome(caplog: pytest.LogCaptureFixture) -> None:
-    taskjobs.configure("postgresql://nobody@127.0.0.1:1/nowhere")
-    with caplog.at_level(logging.ERROR, logger="taskjobs"):
+    from taskjobs.celery.recorder import recorder_for
+
+    broken = taskjobs.configure("postgresql://nobody@127.0.0.1:1/nowhere")
+    with caplog.at_level(logging.WARNING, logger="taskjobs"):
         result = add.apply((20, 22), task_id="unrecorded")
     assert result.get() == 42
-    assert "could not record start of task unrecorded" in caplog.text
+    assert "job store unreachable" in caplog.text
+    buffered = recorder_for(broken)
+    assert [write.task_id for write in buffered.buffer] == ["unrecorded", "unrecorded"]
+    buffered.after_fork()  # forget what this test buffered for a database that never comes
+
+
+def test_a_write_the_store_refuses_is_logged_and_the_task_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.ERROR, logger="taskjobs"):
+        result = add.apply((1, 1), task_id="x" * 300)
+    assert result.get() == 2
+    assert "could not record start of task " + "x" * 300 in caplog.text
 
 
 def test_include_and_exclude_patterns() -> None:
@@ -167,3 +181,70 @@ def test_job_task_base_class_is_tracked_without_install() -> None:
 def test_progress_outside_a_task_is_a_clear_error() -> None:
     with pytest.raises(taskjobs.TaskJobsError, match="no task is running"):
         taskjobs.progress("nowhere")
+
+
+def test_secret_looking_keyword_arguments_are_redacted_at_any_depth() -> None:
+    result = echo.apply(
+        ("visible",),
+        {"user": "bob", "password": "hunter2", "options": {"API_Token": "t0k3n", "depth": 2}},
+    )
+    stored = getJob(result.id, "finished")
+    assert stored is not None and "hunter2" not in stored["request"]
+    assert "t0k3n" not in stored["request"]
+    assert json.loads(stored["request"]) == {
+        "args": ["visible"],
+        "kwargs": {"user": "bob", "password": "***", "options": {"API_Token": "***", "depth": 2}},
+    }
+
+
+def test_long_requests_results_and_tracebacks_are_cut_with_a_marker() -> None:
+    app.conf.update(taskjobs_max_request=50, taskjobs_max_result=40, taskjobs_max_message=300)
+    try:
+        taskjobs.install(app)
+        done = echo.apply(("x" * 1000,))
+        failed = fail.apply(("y" * 5000,))
+    finally:
+        app.conf.update(
+            taskjobs_max_request=None, taskjobs_max_result=None, taskjobs_max_message=None
+        )
+        taskjobs.install(app)
+    job = getJob(done.id, "finished")
+    assert job is not None
+    assert job["request"].startswith('{"args": ["xxx') and len(job["request"]) < 120
+    assert (
+        job["request"].endswith("characters in all]") and "truncated by taskjobs" in job["request"]
+    )
+    assert job["result"].endswith("characters in all]") and len(job["result"]) < 120
+    error = getJob(failed.id, "error")
+    assert error is not None and "truncated by taskjobs" in error["messages"]
+    assert len(error["messages"]) < 400
+
+
+def test_a_task_can_keep_its_arguments_and_result_out_of_the_store() -> None:
+    result = private.apply(("confidential",))
+    job = getJob(result.id, "finished")
+    assert job is not None and job["request"] == "" and job["result"] == ""
+    assert result.get() == "CONFIDENTIAL"
+
+
+def test_storing_arguments_and_results_can_be_switched_off_for_every_task() -> None:
+    app.conf.update(taskjobs_store_args=False, taskjobs_store_results="false")
+    try:
+        taskjobs.install(app)
+        result = add.apply((1, 2))
+    finally:
+        app.conf.update(taskjobs_store_args=None, taskjobs_store_results=None)
+        taskjobs.install(app)
+    job = getJob(result.id, "finished")
+    assert job is not None and (job["request"], job["result"]) == ("", "")
+
+
+def test_bad_settings_are_one_clear_error() -> None:
+    from taskjobs.settings import Settings
+
+    with pytest.raises(taskjobs.ConfigurationError, match="taskjobs_max_result"):
+        Settings.load({"taskjobs_max_result": "lots"})
+    with pytest.raises(taskjobs.ConfigurationError, match="taskjobs_store_args"):
+        Settings.load({"taskjobs_store_args": "maybe"})
+    with pytest.raises(taskjobs.ConfigurationError, match="taskjobs_worker_timeout"):
+        Settings.load({"taskjobs_worker_timeout": -5})
