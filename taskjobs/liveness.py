@@ -44,6 +44,23 @@ def reap(timeout: float, store: Store | None = None) -> dict[str, int]:
     )
 
 
+def expire(
+    keep: dict[str, float], batches: int, batch_size: int, store: Store | None = None
+) -> int:
+    """Delete jobs older than their state's time to keep (``{"finished": seconds, ...}``), at
+    most ``batches`` batches per state; returns how many were deleted."""
+    now = utcnow()
+    deleted = 0
+    for state, seconds in keep.items():
+        deleted += (store or current_store()).purge(
+            statuses=[state],
+            before=now - timedelta(seconds=seconds),
+            batch_size=batch_size,
+            max_batches=batches,
+        )
+    return deleted
+
+
 def worker_stopped(name: str, reason: str, store: Store | None = None) -> int:
     """Worker ``name`` stopped: mark it so, and mark lost any job still running on it."""
     return (

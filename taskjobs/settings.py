@@ -47,6 +47,9 @@ class Settings:
     max_request: int = DEFAULT_MAX_REQUEST
     max_result: int = DEFAULT_MAX_RESULT
     max_message: int = DEFAULT_MAX_MESSAGE
+    # Seconds finished and error jobs are kept before workers delete them; None keeps them.
+    keep_finished: float | None = None
+    keep_error: float | None = None
 
     @classmethod
     def load(cls, conf: Mapping[str, Any] | None = None) -> Settings:
@@ -142,4 +145,6 @@ _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "max_request": _size,
     "max_result": _size,
     "max_message": _size,
+    "keep_finished": _seconds,
+    "keep_error": _seconds,
 }

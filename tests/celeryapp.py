@@ -122,3 +122,11 @@ def private(document: str) -> str:
 @app.task
 def echo(*args: Any, **kwargs: Any) -> dict[str, Any]:
     return {"args": list(args), "kwargs": kwargs}
+
+
+@app.task(bind=True, autoretry_for=(RuntimeError,), max_retries=5, default_retry_delay=0)
+def flaky(self: Any, failures: int) -> int:
+    """Fails its first ``failures`` attempts, then returns how many retries it took."""
+    if self.request.retries < failures:
+        raise RuntimeError(f"attempt {self.request.retries + 1} fails on purpose")
+    return int(self.request.retries)

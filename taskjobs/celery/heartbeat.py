@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from typing import Any
 
 from celery import signals
@@ -17,20 +18,44 @@ from taskjobs.settings import Settings
 logger = logging.getLogger("taskjobs")
 
 
+# Seconds between two rounds of deleting expired jobs, and what one round may delete at most.
+EXPIRE_EVERY = 60.0
+EXPIRE_BATCHES, EXPIRE_BATCH_SIZE = 10, 1000
+
+
 class Heart(threading.Thread):
-    """Beats for worker ``name`` every interval; reaps silent workers after each beat."""
+    """Beats for worker ``name`` every interval; reaps silent workers after each beat; now and
+    then deletes jobs past their time to keep."""
 
     def __init__(self, name: str, settings: Settings) -> None:
         super().__init__(name=f"taskjobs-heartbeat-{name}", daemon=True)
         self.worker = name
         self.timeout = settings.worker_timeout
         self.interval = liveness.beat_interval(self.timeout)
+        self.keep = {
+            state: seconds
+            for state, seconds in (("finished", settings.keep_finished),
+                                   ("error", settings.keep_error))
+            if seconds is not None
+        }  # fmt: skip
         self.stopping = threading.Event()
 
     def run(self) -> None:
+        next_expiry = time.monotonic()
         while not self.stopping.is_set():
             self.beat_and_reap()
+            if self.keep and time.monotonic() >= next_expiry:
+                self.expire()
+                next_expiry = time.monotonic() + EXPIRE_EVERY
             self.stopping.wait(self.interval)
+
+    def expire(self) -> None:
+        try:
+            deleted = liveness.expire(self.keep, EXPIRE_BATCHES, EXPIRE_BATCH_SIZE)
+            if deleted:
+                logger.info("taskjobs: deleted %d job(s) past their time to keep", deleted)
+        except Exception:
+            logger.exception("taskjobs: deleting expired jobs failed")
 
     def beat_and_reap(self) -> None:
         try:

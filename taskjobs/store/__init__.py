@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -369,17 +370,26 @@ class Store:
                 "slow": [_job(row) for row in connection.execute(slow).mappings()],
             }
 
-    def purge(self, *, statuses: Sequence[str], before: datetime, batch_size: int) -> int:
-        """Delete jobs in ``statuses`` created before ``before``, in batches; the count deleted."""
+    def purge(
+        self,
+        *,
+        statuses: Sequence[str],
+        before: datetime,
+        batch_size: int,
+        max_batches: int | None = None,
+    ) -> int:
+        """Delete jobs in ``statuses`` created before ``before``, one batch per transaction
+        (all of them, or at most ``max_batches`` batches); returns the count deleted."""
         old = sa.and_(jobs.c.status.in_(list(statuses)), jobs.c.created_at < before)
         total = 0
-        while True:
+        for _ in itertools.repeat(None) if max_batches is None else range(max_batches):
             with self._transaction(write=True) as connection:
                 ids = list(connection.scalars(sa.select(jobs.c.id).where(old).limit(batch_size)))
                 if not ids:
-                    return total
+                    break
                 connection.execute(sa.delete(transitions).where(transitions.c.job_id.in_(ids)))
                 total += connection.execute(sa.delete(jobs).where(jobs.c.id.in_(ids), old)).rowcount
+        return total
 
     def history(self, job_id: str) -> list[dict[str, Any]]:
         """Every transition of one job, oldest first."""

@@ -80,3 +80,18 @@ def test_a_heartbeat_revives_a_worker_marked_stopped(store: Store) -> None:
 def test_beat_interval_is_a_fraction_of_the_timeout_within_bounds(timeout: float) -> None:
     interval = liveness.beat_interval(timeout)
     assert liveness.MIN_BEAT <= interval <= liveness.MAX_BEAT and interval <= max(timeout, 0.2)
+
+
+def test_expiry_deletes_old_jobs_of_the_given_states_in_bounded_batches(store: Store) -> None:
+    old = utcnow() - timedelta(days=10)
+    for i in range(5):
+        transition(f"old-done-{i}", "finished", {}, at=old)
+    transition("old-error", "error", {}, at=old)
+    transition("old-running", "running", {}, at=old)
+    transition("new-done", "finished", {})
+    # Two batches of two: four of the five old finished jobs go this round.
+    assert liveness.expire({"finished": 86400}, batches=2, batch_size=2, store=store) == 4
+    assert liveness.expire({"finished": 86400, "error": 86400}, 10, 100, store) == 2
+    left = sorted(job.id for job in store.select())
+    assert left == ["new-done", "old-running"]
+    assert getJobHistory("old-error") == []
