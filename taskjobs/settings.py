@@ -50,6 +50,10 @@ class Settings:
     # Seconds finished and error jobs are kept before workers delete them; None keeps them.
     keep_finished: float | None = None
     keep_error: float | None = None
+    # "direct": each transition written as it happens; "batched": queued and written every
+    # ``batch_interval`` seconds in one transaction (faster; a killed process loses its queue).
+    write_mode: str = "direct"
+    batch_interval: float = 0.05
 
     @classmethod
     def load(cls, conf: Mapping[str, Any] | None = None) -> Settings:
@@ -130,6 +134,13 @@ def _flag(key: str, value: Any) -> bool:
     raise ConfigurationError(f"invalid {key} {value!r}: give true or false")
 
 
+def _choice(key: str, value: Any, choices: tuple[str, ...]) -> str:
+    text = str(value).strip().lower()
+    if text not in choices:
+        raise ConfigurationError(f"invalid {key} {value!r}: give one of {', '.join(choices)}")
+    return text
+
+
 def _text(key: str, value: Any) -> str:
     return str(value)
 
@@ -147,4 +158,6 @@ _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "max_message": _size,
     "keep_finished": _seconds,
     "keep_error": _seconds,
+    "write_mode": lambda key, value: _choice(key, value, ("direct", "batched")),
+    "batch_interval": _seconds,
 }

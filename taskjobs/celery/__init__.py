@@ -12,7 +12,7 @@ from celery import Celery, current_task
 
 from taskjobs import config
 from taskjobs.api.job import findJob
-from taskjobs.celery import handlers, heartbeat
+from taskjobs.celery import handlers, heartbeat, recorder
 from taskjobs.celery.task import JobTask, record_progress, running_job_id
 from taskjobs.model import Job
 from taskjobs.settings import Settings
@@ -29,6 +29,9 @@ def install(app: Celery) -> Settings:
     settings = Settings.load(app.conf)
     handlers.installed[app] = settings
     config.configure_default(settings.database_url)
+    recorder.set_mode(
+        recorder.Mode(batched=settings.write_mode == "batched", interval=settings.batch_interval)
+    )
     _watch_publishes(app)
     return settings
 

@@ -22,6 +22,8 @@ from taskjobs.store.tables import jobs, transitions, workers
 __all__ = ["Store", "make_fork_safe", "store_for"]
 
 # Each dialect's INSERT with an upsert clause.
+# The job columns a transition row copies, in the transitions table's order.
+_HISTORY_COLUMNS = ("id", "status", "celery_state", "worker", "retries", "updated_at")
 # Key of the advisory lock that lets one process at a time reap lost jobs (PostgreSQL).
 REAP_LOCK = 0x7461736B72656170  # "taskreap"
 
@@ -42,6 +44,8 @@ class Store:
         self._insert = _INSERTS[self.engine.dialect.name]
         self._schema_ready = False
         self._schema_lock = threading.Lock()
+        # The connection of the batch this thread is in, if any (see ``batch``).
+        self._local = threading.local()
 
     def __repr__(self) -> str:
         return f"Store({safe_url(self.url)!r})"
@@ -71,23 +75,27 @@ class Store:
         is returned, read in the same transaction.
         """
         upsert = self._upsert(job_id, values, fill or {}, seq, stage, message, guard_message)
+        at = values["updated_at"]
         with self._transaction(write=True) as connection:
-            connection.execute(upsert)
-            connection.execute(self._log_transition(job_id, values["updated_at"]))
+            if self.engine.dialect.name == "postgresql":
+                # One round trip: the upsert is a CTE whose returned row feeds the history.
+                up = upsert.returning(*(jobs.c[name] for name in _HISTORY_COLUMNS)).cte("up")
+                connection.execute(self._log_transition(up, at))
+            else:
+                connection.execute(upsert)
+                connection.execute(self._log_transition(jobs, at, job_id))
             return self._get(connection, job_id) if read_back else None
 
-    def _log_transition(self, job_id: str, at: datetime) -> sa.Executable:
-        """Copy the job's state into the history if (and only if) this write applied."""
+    def _log_transition(self, source: Any, at: datetime, job_id: str | None = None) -> Any:
+        """Copy the job's state into the history if (and only if) this write applied: its row
+        then carries this write's time."""
+        columns = [source.c[name] for name in _HISTORY_COLUMNS]
+        applied = source.c.updated_at == at
+        if job_id is not None:
+            applied = sa.and_(source.c.id == job_id, applied)
         return sa.insert(transitions).from_select(
             ["job_id", "status", "celery_state", "worker", "retries", "at"],
-            sa.select(
-                jobs.c.id,
-                jobs.c.status,
-                jobs.c.celery_state,
-                jobs.c.worker,
-                jobs.c.retries,
-                jobs.c.updated_at,
-            ).where(jobs.c.id == job_id, jobs.c.updated_at == at),
+            sa.select(*columns).where(applied),
         )
 
     def _upsert(
@@ -99,7 +107,8 @@ class Store:
         stage: int | None,
         message: str | None,
         guard_message: bool,
-    ) -> sa.Executable:
+    ) -> Any:
+        """The INSERT ... ON CONFLICT / ON DUPLICATE KEY statement of one write."""
         row: dict[str, Any] = {**fill, **values, "id": job_id}
         if seq is not None or stage is not None:
             row["seq"] = seq if seq is not None else stage
@@ -143,10 +152,7 @@ class Store:
             updates.append(("seq", guarded("seq", new_seq)))
         if isinstance(insert, mysql.Insert):
             return insert.on_duplicate_key_update(updates)
-        upsert: sa.Executable = insert.on_conflict_do_update(
-            index_elements=[current.id], set_=dict(updates)
-        )
-        return upsert
+        return insert.on_conflict_do_update(index_elements=[current.id], set_=dict(updates))
 
     def append_message(self, job_id: str, text: str, at: datetime) -> bool:
         """Append to an existing job's ``messages``; False if there is no such job."""
@@ -450,8 +456,27 @@ class Store:
                 self._upgrade()
 
     @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Run every store call of this thread inside the block in one transaction: committed
+        at the end, or rolled back whole if anything in it fails."""
+        if getattr(self._local, "connection", None) is not None:
+            yield  # already in a batch
+            return
+        with self._transaction(write=True) as connection:
+            self._local.connection = connection
+            try:
+                yield
+            finally:
+                self._local.connection = None
+
+    @contextmanager
     def _transaction(self, *, write: bool = False) -> Iterator[sa.Connection]:
         """One transaction, committed on success; database errors become ``StoreError``."""
+        batched: sa.Connection | None = getattr(self._local, "connection", None)
+        if batched is not None:
+            with self._errors("write jobs" if write else "read jobs"):
+                yield batched
+            return
         with self._errors("write jobs" if write else "read jobs"):
             self._ensure_schema()
             connection = self.engine.connect()

@@ -15,16 +15,21 @@ from tests.waiting import wait_for
 pytestmark = pytest.mark.slow
 
 TASKS = 2000
-# (broker, store, pool of the second worker; the first is prefork -c 2)
-SETUPS = [("redis", "postgresql", "threads"), ("rabbitmq", "postgresql", "solo")]
+# (broker, store, pool of the second worker (the first is prefork -c 2), write mode)
+SETUPS = [
+    ("redis", "postgresql", "threads", "direct"),
+    ("rabbitmq", "postgresql", "solo", "direct"),
+    ("redis", "mariadb", "threads", "batched"),
+]
 
 
 @pytest.fixture(params=SETUPS, ids=["-".join(s) for s in SETUPS])
 def two_workers(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stack]:
-    broker, database, pool = request.param
+    broker, database, pool, mode = request.param
+    env = {"TASKJOBS_WRITE_MODE": mode}
     for stack in build_stack(broker, database, tmp_path):
-        stack.start_worker()
-        stack.start_worker(pool=pool, concurrency=4 if pool == "threads" else 1)
+        stack.start_worker(env=env)
+        stack.start_worker(pool=pool, concurrency=4 if pool == "threads" else 1, env=env)
         yield stack
 
 

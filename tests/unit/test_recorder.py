@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
+from collections.abc import Iterator
 
 import pytest
 
-from taskjobs.celery.recorder import Recorder, Write
+from taskjobs.celery import recorder as recording
+from taskjobs.celery.recorder import Mode, Recorder, Write
 from taskjobs.errors import StoreError
 
 
@@ -18,6 +21,12 @@ class FlakyStore:
         self.down = threading.Event()
         self.written: list[str] = []
         self.lock = threading.Lock()
+        self.batches = 0
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        self.batches += 1
+        yield
 
     def write(self, label: str) -> Write:
         def perform() -> None:
@@ -30,7 +39,8 @@ class FlakyStore:
 
 
 def test_writes_go_straight_through_while_the_store_answers() -> None:
-    store, recorder = FlakyStore(), Recorder()
+    store = FlakyStore()
+    recorder = Recorder(store)
     recorder.submit(store.write("a"))
     assert store.written == ["a"] and not recorder.buffer and recorder.flusher is None
 
@@ -38,7 +48,8 @@ def test_writes_go_straight_through_while_the_store_answers() -> None:
 def test_an_outage_buffers_in_order_and_the_buffer_is_written_once_back(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    store, recorder = FlakyStore(), Recorder()
+    store = FlakyStore()
+    recorder = Recorder(store)
     store.down.set()
     with caplog.at_level(logging.WARNING, logger="taskjobs"):
         for label in "abc":
@@ -48,11 +59,12 @@ def test_an_outage_buffers_in_order_and_the_buffer_is_written_once_back(
         assert recorder.drain(timeout=30) == 0
     assert store.written == ["a", "b", "c"]
     assert "job store unreachable" in caplog.text
-    assert "3 buffered write(s) written" in caplog.text
+    assert "reachable again" in caplog.text
 
 
 def test_a_full_buffer_drops_the_oldest_and_says_so(caplog: pytest.LogCaptureFixture) -> None:
-    store, recorder = FlakyStore(), Recorder(capacity=2)
+    store = FlakyStore()
+    recorder = Recorder(store, capacity=2)
     store.down.set()
     with caplog.at_level(logging.ERROR, logger="taskjobs"):
         for label in "abc":
@@ -65,7 +77,7 @@ def test_a_full_buffer_drops_the_oldest_and_says_so(caplog: pytest.LogCaptureFix
 
 
 def test_a_write_the_store_refuses_is_not_retried() -> None:
-    recorder = Recorder()
+    recorder = Recorder(FlakyStore())
 
     def bad() -> None:
         raise StoreError("value too long", retryable=False)
@@ -76,7 +88,8 @@ def test_a_write_the_store_refuses_is_not_retried() -> None:
 
 
 def test_drain_reports_what_could_not_be_written(caplog: pytest.LogCaptureFixture) -> None:
-    store, recorder = FlakyStore(), Recorder()
+    store = FlakyStore()
+    recorder = Recorder(store)
     store.down.set()
     recorder.submit(store.write("a"))
     with caplog.at_level(logging.ERROR, logger="taskjobs"):
@@ -87,8 +100,43 @@ def test_drain_reports_what_could_not_be_written(caplog: pytest.LogCaptureFixtur
 
 
 def test_a_forked_child_starts_with_an_empty_buffer() -> None:
-    store, recorder = FlakyStore(), Recorder()
+    store = FlakyStore()
+    recorder = Recorder(store)
     store.down.set()
     recorder.submit(store.write("a"))
     recorder.after_fork()
     assert not recorder.buffer and recorder.dropped == 0
+
+
+def test_batched_mode_queues_every_write_and_writes_them_in_order() -> None:
+    store = FlakyStore()
+    recording.set_mode(Mode(batched=True, interval=0.01))
+    try:
+        recorder = Recorder(store)
+        for label in "abcdef":
+            recorder.submit(store.write(label))
+        assert recorder.drain(timeout=30) == 0
+    finally:
+        recording.set_mode(Mode())
+    assert store.written == list("abcdef")
+    assert 1 <= store.batches <= 6
+
+
+def test_a_bad_write_in_a_batch_is_dropped_alone(caplog: pytest.LogCaptureFixture) -> None:
+    store = FlakyStore()
+    recording.set_mode(Mode(batched=True, interval=0.01))
+
+    def refused() -> None:
+        raise StoreError("value too long", retryable=False)
+
+    try:
+        recorder = Recorder(store)
+        with caplog.at_level(logging.ERROR, logger="taskjobs"):
+            recorder.submit(store.write("a"))
+            recorder.submit(Write("bad", "test write", refused))
+            recorder.submit(store.write("c"))
+            assert recorder.drain(timeout=30) == 0
+    finally:
+        recording.set_mode(Mode())
+    assert "a" in store.written and store.written[-1] == "c"
+    assert "dropped the test write of task bad" in caplog.text
