@@ -57,7 +57,7 @@ REPR_MAXLEVELS = 3
 installed: WeakKeyDictionary[Celery, Settings] = WeakKeyDictionary()
 # Settings of apps whose JobTask tasks are tracked without install().
 _base_class_apps: WeakKeyDictionary[Celery, Settings] = WeakKeyDictionary()
-# Monotonic start time of each task running in this process, for runtimes before Celery 5.7.
+# Monotonic time each task running in this process started, once its start was recorded.
 _started: dict[str, float] = {}
 # This process's worker node name (``celery@host``), known from ``worker_init``; prefork pool
 # children inherit it. Inside a task, Celery's request names only the host on some pools.
@@ -429,7 +429,6 @@ def on_prerun(
         if task_id is None or settings is None:
             return
         assert sender is not None
-        _started[task_id] = time.monotonic()
         request = sender.request
         retries = int(request.retries or 0)
         now = utcnow()
@@ -463,6 +462,8 @@ def on_prerun(
             seq=order_key(retries, STAGE_RUNNING_AGAIN if _redelivered(request) else STAGE_RUNNING),
             at=now,
         )
+        # The runtime counts from here, not from before this write as Celery's does.
+        _started[task_id] = time.monotonic()
 
 
 def on_success(
@@ -476,7 +477,7 @@ def on_success(
         settings = settings_for(sender)
         if request is None or task_id is None or settings is None:
             return
-        if runtime is None and started is not None:
+        if started is not None:
             runtime = time.monotonic() - started
         retries = int(request.retries or 0)
         _record(

@@ -21,7 +21,15 @@ from taskjobs.store.tables import jobs, transitions, workers
 
 __all__ = ["Store", "make_fork_safe", "store_for"]
 
+
 # Each dialect's INSERT with an upsert clause.
+def _bind(name: str) -> Any:
+    """A placeholder for the value of job column ``name``, typed as the column."""
+    return sa.bindparam(name, type_=jobs.c[name].type)
+
+
+# Every write's time: the ``updated_at`` it sets, and how its history row recognizes it.
+_UPDATED_AT = _bind("updated_at")
 # The job columns a transition row copies, in the transitions table's order.
 _HISTORY_COLUMNS = ("id", "status", "celery_state", "worker", "retries", "updated_at")
 # Key of the advisory lock that lets one process at a time reap lost jobs (PostgreSQL).
@@ -46,6 +54,10 @@ class Store:
         self._schema_lock = threading.Lock()
         # The connection of the batch this thread is in, if any (see ``batch``).
         self._local = threading.local()
+        # Write statements by shape (which columns, which guard), built once and reused.
+        self._statements: dict[tuple[Any, ...], Any] = {}
+        # Outside PostgreSQL, the history insert that follows each upsert.
+        self._history = self._log_transition(jobs, _UPDATED_AT, _bind("id"))
 
     def __repr__(self) -> str:
         return f"Store({safe_url(self.url)!r})"
@@ -74,19 +86,42 @@ class Store:
         applied, a transition row records the job's new state. With ``read_back`` the stored job
         is returned, read in the same transaction.
         """
-        upsert = self._upsert(job_id, values, fill or {}, seq, stage, message, guard_message)
-        at = values["updated_at"]
+        row: dict[str, Any] = {**(fill or {}), **values, "id": job_id}
+        if seq is not None or stage is not None:
+            row["seq"] = seq if seq is not None else stage
+        if message is not None:
+            row["messages"] = message
+        shape = (tuple(values), tuple(fill or ()), seq is not None, stage, message is not None,
+                 guard_message)  # fmt: skip
+        statement = self._statements.get(shape)
+        if statement is None:
+            statement = self._statements.setdefault(shape, self._write_statement(*shape))
         with self._transaction(write=True) as connection:
-            if self.engine.dialect.name == "postgresql":
-                # One round trip: the upsert is a CTE whose returned row feeds the history.
-                up = upsert.returning(*(jobs.c[name] for name in _HISTORY_COLUMNS)).cte("up")
-                connection.execute(self._log_transition(up, at))
-            else:
-                connection.execute(upsert)
-                connection.execute(self._log_transition(jobs, at, job_id))
+            connection.execute(statement, row)
+            if self.engine.dialect.name != "postgresql":
+                connection.execute(
+                    self._history, {"id": job_id, "updated_at": values["updated_at"]}
+                )
             return self._get(connection, job_id) if read_back else None
 
-    def _log_transition(self, source: Any, at: datetime, job_id: str | None = None) -> Any:
+    def _write_statement(
+        self,
+        values: tuple[str, ...],
+        fill: tuple[str, ...],
+        ordered: bool,
+        stage: int | None,
+        appends: bool,
+        guard_message: bool,
+    ) -> Any:
+        """The statement of every write of one shape, built once: an upsert, and on PostgreSQL
+        the history insert too (the upsert is a CTE whose returned row feeds it)."""
+        upsert = self._upsert(values, fill, ordered, stage, appends, guard_message)
+        if self.engine.dialect.name != "postgresql":
+            return upsert
+        up = upsert.returning(*(jobs.c[name] for name in _HISTORY_COLUMNS)).cte("up")
+        return self._log_transition(up, _UPDATED_AT)
+
+    def _log_transition(self, source: Any, at: Any, job_id: Any = None) -> Any:
         """Copy the job's state into the history if (and only if) this write applied: its row
         then carries this write's time."""
         columns = [source.c[name] for name in _HISTORY_COLUMNS]
@@ -100,27 +135,29 @@ class Store:
 
     def _upsert(
         self,
-        job_id: str,
-        values: Mapping[str, Any],
-        fill: Mapping[str, Any],
-        seq: int | None,
+        values: tuple[str, ...],
+        fill: tuple[str, ...],
+        ordered: bool,
         stage: int | None,
-        message: str | None,
+        appends: bool,
         guard_message: bool,
     ) -> Any:
-        """The INSERT ... ON CONFLICT / ON DUPLICATE KEY statement of one write."""
-        row: dict[str, Any] = {**fill, **values, "id": job_id}
-        if seq is not None or stage is not None:
-            row["seq"] = seq if seq is not None else stage
-        if message is not None:
-            row["messages"] = message
-        insert: Any = self._insert(jobs).values(row)
+        """The INSERT ... ON CONFLICT / ON DUPLICATE KEY statement of one shape of write, its
+        values bound by column name."""
+        names = [*fill, *values, "id"]
+        if ordered or stage is not None:
+            names.append("seq")
+        if appends:
+            names.append("messages")
+        insert: Any = self._insert(jobs).values(
+            {name: _UPDATED_AT if name == "updated_at" else _bind(name) for name in names}
+        )
         # The values this statement would have inserted, as the conflict clause sees them.
         new = insert.inserted if self._insert is mysql.insert else insert.excluded
         current = jobs.c
         guard: Any = None
         new_seq: Any = new.seq
-        if seq is not None:
+        if ordered:
             guard = sa.or_(current.seq.is_(None), current.seq < new.seq)
         elif stage is not None:
             # The row's attempt, kept; its stage moved on to ``stage`` if that is later.
@@ -143,7 +180,7 @@ class Store:
             for column in values
         ]
         updates += [(column, sa.func.coalesce(current[column], new[column])) for column in fill]
-        if message is not None:
+        if appends:
             appended = sa.func.coalesce(current.messages, "") + new.messages
             updates.append(
                 ("messages", guarded("messages", appended) if guard_message else appended)
