@@ -31,8 +31,8 @@ def make_app(
         worker_prefetch_multiplier=1,
         broker_transport_options={"visibility_timeout": 60},
         result_expires=600,
-        **json.loads(os.environ.get("TJ_EXTRA_CONF", "{}")),
     )
+    app.conf.update(json.loads(os.environ.get("TJ_EXTRA_CONF", "{}")))
     taskjobs.install(app)
     return app
 

@@ -11,15 +11,20 @@ import pytest
 from taskjobs.api.job import getJob
 
 
-def wait_for(condition: Callable[[], Any], timeout: float = 20, what: str = "condition") -> Any:
-    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds."""
+def wait_for(
+    condition: Callable[[], Any], timeout: float = 20, what: str | Callable[[], str] = "condition"
+) -> Any:
+    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds,
+    saying what was awaited (``what`` may be a function, to describe the state at that time)."""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
         if value:
             return value
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+            pytest.fail(
+                f"timed out after {timeout}s waiting for {what() if callable(what) else what}"
+            )
         time.sleep(0.02)
 
 

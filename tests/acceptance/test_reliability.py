@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -18,6 +19,7 @@ from taskjobs.api.job import (
     getFinishedJobs,
     getJob,
     getJobHistory,
+    getJobs,
     getPendingJobs,
     getRunningJobs,
 )
@@ -237,6 +239,13 @@ def test_a_retry_storm_at_concurrency_four(fresh_stack: Stack) -> None:
         assert job["celery_state"] == "SUCCESS"
 
 
+def _states() -> dict[tuple[str, str | None], int]:
+    """How many jobs are in each (status, Celery state): what a failed wait reports."""
+    from collections import Counter
+
+    return dict(Counter((job["status"], job["celery_state"]) for job in getJobs()))
+
+
 class PrivateRedis:
     """A Redis server of the test's own on a spare port, persisting to a temporary folder, so
     that it can be killed and restarted without touching the machine's shared one."""
@@ -264,9 +273,13 @@ class PrivateRedis:
                                         capture_output=True, text=True).stdout.strip() == "PONG",
                  what="the private Redis to start")  # fmt: skip
 
-    def drop_connections(self) -> None:
-        subprocess.run(["redis-cli", "-p", str(self.port), "CLIENT", "KILL", "TYPE", "normal"],
-                       check=True, capture_output=True, timeout=30)  # fmt: skip
+    def drop_connections(self) -> int:
+        """Cut every client connection, as a restart would; returns how many were cut."""
+        killed = subprocess.run(
+            ["redis-cli", "-p", str(self.port), "CLIENT", "KILL", "TYPE", "normal"],
+            check=True, capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        return int(killed.stdout.strip() or 0)
 
     def kill(self) -> None:
         assert self.process is not None
@@ -287,15 +300,19 @@ def test_a_broker_restart_while_workers_run(tmp_path: Path) -> None:
     conftest.BROKERS["redis"] = redis.url
     try:
         for stack in build_stack("redis", "sqlite", tmp_path):
-            stack.start_worker()
+            # Messages the worker had prefetched come back after Redis' visibility timeout:
+            # make that seconds, not the minute the other tests use.
+            quick_restore = {"visibility_timeout": 3, "unacked_restore_interval": 1}
+            conf = json.dumps({"broker_transport_options": quick_restore})
+            stack.start_worker(env={"TJ_EXTRA_CONF": conf})
             first = [send(stack, "add", i, 1) for i in range(50)]
             wait_for(lambda: len(getFinishedJobs(limit=10)) >= 10, what="some jobs to finish")
             # Every client connection is cut, as when the broker restarts. (A real kill and
             # restart of Redis can leave kombu 5.7's consumer stuck: it fails restoring unacked
             # messages while the server is away, celery/celery#10205; that is not taskjobs'.)
-            redis.drop_connections()
-            wait_for(lambda: "Connection to broker lost" in stack.workers[0].log_text(),
-                     timeout=30, what="the worker to see its connection dropped")  # fmt: skip
+            # The worker either reports "Connection to broker lost" and reconnects, or its
+            # Redis client reconnects unseen: either way no job may be lost or left pending.
+            assert redis.drop_connections() >= 1
             second = [send(stack, "add", i, 1) for i in range(50, 100)]
             wait_for(
                 lambda: len(getFinishedJobs()) == 100,
