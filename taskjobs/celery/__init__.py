@@ -23,8 +23,8 @@ __all__ = ["JobTask", "current_job", "install", "progress"]
 def install(app: Celery) -> Settings:
     """Track every task of ``app`` (but Celery's own ``celery.*``); safe to call again.
 
-    Settings come from ``app.conf`` (``taskjobs_database_url``, ``taskjobs_include``,
-    ``taskjobs_exclude``), then the environment; returns them.
+    Settings come from ``app.conf`` (``taskjobs_<name>``), then the environment
+    (``TASKJOBS_<NAME>``), then defaults; see ``taskjobs.settings.Settings``. Returns them.
     """
     settings = Settings.load(app.conf)
     handlers.installed[app] = settings
