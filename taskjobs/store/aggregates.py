@@ -40,6 +40,8 @@ def percentiles(
     connection: sa.Connection, value: Any, where: Any
 ) -> dict[str, dict[str, float | None]]:
     """Per task name: nearest-rank percentiles (``p50``, ``p95``) and ``max`` of ``value``."""
+    if connection.dialect.name == "postgresql":
+        return _ordered_set_percentiles(connection, value, where)
     ranked = (
         sa.select(
             jobs.c.name.label("name"),
@@ -70,3 +72,24 @@ def oldest(connection: sa.Connection, column: Any, where: Any) -> datetime | Non
     """The earliest value of ``column`` among rows matching ``where``."""
     value: datetime | None = connection.scalar(sa.select(sa.func.min(column)).where(where))
     return value
+
+
+def _ordered_set_percentiles(
+    connection: sa.Connection, value: Any, where: Any
+) -> dict[str, dict[str, float | None]]:
+    """The same figures with PostgreSQL's ``percentile_disc``, which is the nearest rank, in one
+    pass per name instead of numbering every row."""
+    figures = [
+        sa.func.percentile_disc(p / 100).within_group(value).label(f"p{p}") for p in PERCENTILES
+    ]
+    query = (
+        sa.select(jobs.c.name, *figures, sa.func.max(value).label("max"))
+        .where(where, value.is_not(None))
+        .group_by(jobs.c.name)
+    )
+    return {
+        row.name: {
+            key: float(row._mapping[key]) for key in (*(f"p{p}" for p in PERCENTILES), "max")
+        }
+        for row in connection.execute(query)
+    }
