@@ -39,6 +39,8 @@ class Heart(threading.Thread):
             if seconds is not None
         }  # fmt: skip
         self.stopping = threading.Event()
+        # Monotonic time since which this worker's heartbeats have been written.
+        self.beating_since: float | None = None
 
     def run(self) -> None:
         next_expiry = time.monotonic()
@@ -60,6 +62,18 @@ class Heart(threading.Thread):
     def beat_and_reap(self) -> None:
         try:
             liveness.beat(self.worker, os.uname().nodename, os.getpid())
+        except Exception:
+            self.beating_since = None
+            logger.exception("taskjobs: heartbeat of worker %s failed", self.worker)
+            return
+        now = time.monotonic()
+        if self.beating_since is None:
+            self.beating_since = now
+        # Only a worker that has itself been beating for a whole timeout judges others: after
+        # an outage of the job store every worker is silent, and none of them is dead.
+        if now - self.beating_since < self.timeout:
+            return
+        try:
             for worker, count in liveness.reap(self.timeout).items():
                 logger.warning(
                     "taskjobs: worker %s sent no heartbeat for over %gs: %d running job(s) "
@@ -69,7 +83,7 @@ class Heart(threading.Thread):
                     count,
                 )
         except Exception:
-            logger.exception("taskjobs: heartbeat of worker %s failed", self.worker)
+            logger.exception("taskjobs: looking for silent workers failed (worker %s)", self.worker)
 
     def stop(self) -> None:
         self.stopping.set()
