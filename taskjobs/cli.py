@@ -35,8 +35,6 @@ from taskjobs.store.engine import safe_url
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-# Width every human-readable output fits in.
-WIDTH = 80
 # Rows ``list`` shows unless told otherwise.
 DEFAULT_LIMIT = 50
 # Jobs deleted per transaction by ``purge``.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import functools
 import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -73,16 +74,21 @@ class Settings:
 
     def tracks(self, task_name: str | None) -> bool:
         """Whether jobs of the task called ``task_name`` are recorded."""
-        if not task_name:
-            return False
-        if any(fnmatch.fnmatchcase(task_name, pattern) for pattern in self.exclude):
-            return False
-        return any(fnmatch.fnmatchcase(task_name, pattern) for pattern in self.include)
+        return bool(task_name) and _matches(self.include, self.exclude, task_name)
 
     def redacts(self, key: str) -> bool:
         """Whether a keyword argument called ``key`` is kept out of the store."""
         lowered = key.lower()
         return any(part in lowered for part in self.redact)
+
+
+@functools.lru_cache(maxsize=4096)
+def _matches(include: tuple[str, ...], exclude: tuple[str, ...], name: str) -> bool:
+    """Whether ``name`` matches an include pattern and no exclude pattern. Cached: every
+    lifecycle event of every task asks, and a worker runs few task names."""
+    if any(fnmatch.fnmatchcase(name, pattern) for pattern in exclude):
+        return False
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in include)
 
 
 def _patterns(key: str, value: Any) -> tuple[str, ...]:

@@ -444,9 +444,14 @@ def on_prerun(
                 getattr(request, "kwargsrepr", None),
             ),
             "queue": (request.delivery_info or {}).get("routing_key"),
-            "parent_id": None if request.parent_id == task_id else request.parent_id,
-            "root_id": request.root_id,
-            "group_id": request.group,
+            **_lineage(
+                {
+                    "parent_id": request.parent_id,
+                    "root_id": request.root_id,
+                    "group": request.group,
+                },
+                task_id,
+            ),
         }
         _record(
             task_id,
