@@ -20,6 +20,18 @@ RUNNING = "running"
 FINISHED = "finished"
 ERROR = "error"
 
+# Celery states taskjobs itself records, besides Celery's own (PENDING, RECEIVED, STARTED, ...).
+# The worker that ran the task vanished (its heartbeats stopped).
+CELERY_LOST = "LOST"
+# The task replaced itself (``Task.replace``): the job ends when its replacement does.
+CELERY_REPLACED = "REPLACED"
+# The message was deleted from its queue before any worker took it (a purge).
+CELERY_PURGED = "PURGED"
+# The broker no longer holds the message of a job no worker took (``taskjobs reconcile``).
+CELERY_VANISHED = "VANISHED"
+# The publish raised: no broker holds the message.
+CELERY_PUBLISH_FAILED = "PUBLISH_FAILED"
+
 # The documented states, in the schema's order.
 STATES = (IDLE, PENDING, RUNNING, FINISHED, ERROR)
 FINAL_STATES = frozenset({FINISHED, ERROR})
@@ -280,6 +292,14 @@ def jsonable(value: Any) -> Any:
 # only when it is newer than the key stored on the row, so late or repeated events never move a
 # job backwards. Within one attempt: published < received < running < presumed end <
 # received again < running again < true end.
+#
+# Above the order key stands the delivery: every message a tracked publisher sends is stamped
+# with its publish time (``delivery_stamp``), and the events of a message published later come
+# after every event of an earlier one, whatever their keys. So an id that comes back in a new
+# message after it ended (a re-published signature, ``apply_async(task_id=...)``, a task
+# replaced by another under its id) starts over, while the duplicate and late events of one
+# message are still ordered by their keys. Events that do not know their message's stamp
+# (messages from untracked publishers, eager runs) are ordered by their keys alone.
 STAGE_PUBLISHED = 1
 STAGE_RECEIVED = 2
 STAGE_RUNNING = 3
@@ -296,3 +316,11 @@ STAGES_PER_ATTEMPT = 8
 def order_key(retries: int, stage: int) -> int:
     """The order key of lifecycle event ``stage`` of the attempt after ``retries`` retries."""
     return max(retries, 0) * STAGES_PER_ATTEMPT + stage
+
+
+def delivery_stamp(now: datetime, after: int | None = None) -> int:
+    """The stamp of a message published at ``now``: microseconds since the epoch, and later than
+    ``after``, the stamp of the message being processed (a retry or replacement published from
+    inside a task orders after it even when the publisher's clock is behind)."""
+    stamp = int(now.timestamp() * 1_000_000)
+    return stamp if after is None or stamp > after else after + 1

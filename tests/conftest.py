@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 import taskjobs
 from taskjobs.store import Store
-from taskjobs.store.tables import jobs
+from taskjobs.store.tables import jobs, transitions, workers
 from tests.services import scratch_database
 
 # Celery's own fixtures; pytest-celery's Docker-based ones are kept out by -p no:celery.
@@ -34,11 +34,12 @@ def database_url(db_kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 @pytest.fixture
 def store(database_url: str) -> Iterator[Store]:
-    """The configured store, on an empty jobs table."""
+    """The configured store, every table empty."""
     configured = taskjobs.configure(database_url)
     configured.upgrade()
     with configured.engine.begin() as connection:
-        connection.execute(sa.delete(jobs))
+        for table in (jobs, transitions, workers):
+            connection.execute(sa.delete(table))
     yield configured
     taskjobs.configure(None)
 

@@ -206,9 +206,11 @@ def transition(
     *,
     fill: Mapping[str, Any] | None = None,
     seq: int | None = None,
+    delivery: int | None = None,
     stage: int | None = None,
     message: str | None = None,
     guard_message: bool = True,
+    existing_only: bool = False,
     read_back: bool = False,
     at: datetime | None = None,
     store: Store | None = None,
@@ -216,8 +218,9 @@ def transition(
     """Move one job to ``state`` with already-encoded ``values``: one statement.
 
     The one implementation of every transition, for the documented functions (no ``seq``:
-    they always apply) and the Celery layer (``seq``, or ``stage`` of the current attempt:
-    applied only if newer than the row's).
+    they always apply) and the Celery layer (``seq`` within a ``delivery``, or ``stage`` of the
+    current attempt: applied only if newer than the row's; ``existing_only`` for events that
+    may end a job but never create one).
     """
     now = at or utcnow()
     columns = {"status": state, "updated_at": now, **values}
@@ -229,9 +232,11 @@ def transition(
         columns,
         fill={"created_at": now, **(fill or {})},
         seq=seq,
+        delivery=delivery,
         stage=stage,
         message=message,
         guard_message=guard_message,
+        existing_only=existing_only,
         read_back=read_back,
     )
 

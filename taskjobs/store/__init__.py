@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -14,7 +15,18 @@ from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import URL
 
 from taskjobs.errors import InvalidInputError, StoreError
-from taskjobs.model import JOB_FIELDS, STAGE_PRESUMED_END, STAGES_PER_ATTEMPT, TEXT_FIELDS, Job
+from taskjobs.model import (
+    CELERY_LOST,
+    CELERY_REPLACED,
+    ERROR,
+    JOB_FIELDS,
+    PENDING,
+    RUNNING,
+    STAGE_PRESUMED_END,
+    STAGES_PER_ATTEMPT,
+    TEXT_FIELDS,
+    Job,
+)
 from taskjobs.store import aggregates, schema
 from taskjobs.store.engine import WRITE_OPTION, create_engine, make_fork_safe, parse_url, safe_url
 from taskjobs.store.tables import jobs, transitions, workers
@@ -22,10 +34,14 @@ from taskjobs.store.tables import jobs, transitions, workers
 __all__ = ["Store", "make_fork_safe", "store_for"]
 
 
-# Each dialect's INSERT with an upsert clause.
-def _bind(name: str) -> Any:
-    """A placeholder for the value of job column ``name``, typed as the column."""
-    return sa.bindparam(name, type_=jobs.c[name].type)
+def _bind(name: str, column: str | None = None) -> Any:
+    """A placeholder called ``name`` for a value of job column ``column`` (by default the
+    column of that name), typed as the column."""
+    return sa.bindparam(name, type_=jobs.c[column or name].type)
+
+
+# The prefix of the placeholders of an UPDATE's values.
+_NEW = "new_"
 
 
 # Every write's time: the ``updated_at`` it sets, and how its history row recognizes it.
@@ -35,12 +51,91 @@ _HISTORY_COLUMNS = ("id", "status", "celery_state", "worker", "retries", "update
 # Key of the advisory lock that lets one process at a time reap lost jobs (PostgreSQL).
 REAP_LOCK = 0x7461736B72656170  # "taskreap"
 
+# Each dialect's INSERT with an upsert clause.
 _INSERTS: dict[str, Any] = {
     "postgresql": postgresql.insert,
     "sqlite": sqlite.insert,
     "mysql": mysql.insert,
     "mariadb": mysql.insert,
 }
+
+
+@dataclasses.dataclass(frozen=True)
+class _Shape:
+    """What a write sets and how it is guarded: all its statement depends on."""
+
+    values: tuple[str, ...]
+    fill: tuple[str, ...]
+    # Ordered by a lifecycle order key, and by the delivery it belongs to.
+    ordered: bool
+    delivered: bool
+    # Ordered by the stage of the row's current attempt instead.
+    stage: int | None
+    appends: bool
+    guard_message: bool
+    existing_only: bool
+
+    @property
+    def names(self) -> list[str]:
+        """The columns the statement binds, in order."""
+        names = [*self.fill, *self.values, "id"]
+        if self.ordered or self.stage is not None:
+            names.append("seq")
+        if self.delivered:
+            names.append("delivery")
+        if self.appends:
+            names.append("messages")
+        return names
+
+
+def _assignments(shape: _Shape, new: Callable[[str], Any]) -> list[tuple[str, Any]]:
+    """The SET clause of a write of ``shape``, ``new(column)`` being the value it brings.
+
+    MySQL applies assignments left to right and later ones see earlier results, so the guard's
+    own columns come last: ``seq``, then ``delivery`` (whose guard, seeing the new ``seq``,
+    still holds exactly when the write moved to a later delivery, and otherwise keeps the
+    value it has). An older event changes nothing the row has, but still fills what it lacks
+    (a receipt time that arrives after the end).
+    """
+    current = jobs.c
+    guard: Any = None
+    new_seq: Any = None
+    if shape.ordered:
+        guard = sa.or_(current.seq.is_(None), current.seq < new("seq"))
+        new_seq = new("seq")
+        if shape.delivered:
+            known = sa.func.coalesce(current.delivery, 0)
+            guard = sa.or_(
+                current.seq.is_(None),
+                new("delivery") > known,
+                sa.and_(new("delivery") == known, current.seq < new("seq")),
+            )
+    elif shape.stage is not None:
+        # The row's attempt, kept; its stage moved on to ``stage`` if that is later.
+        attempt_start = current.seq - current.seq % STAGES_PER_ATTEMPT
+        guard = sa.or_(current.seq.is_(None), current.seq % STAGES_PER_ATTEMPT < shape.stage)
+        new_seq = sa.case((current.seq.is_(None), new("seq")), else_=attempt_start + shape.stage)
+
+    def guarded(column: str, value: Any, otherwise: Any = None) -> Any:
+        if guard is None:
+            return value
+        return sa.case((guard, value), else_=current[column] if otherwise is None else otherwise)
+
+    updates: list[tuple[str, Any]] = [
+        (column, guarded(column, new(column), sa.func.coalesce(current[column], new(column))))
+        for column in shape.values
+    ]
+    updates += [(column, sa.func.coalesce(current[column], new(column))) for column in shape.fill]
+    if shape.appends:
+        appended = sa.func.coalesce(current.messages, "") + new("messages")
+        updates.append(
+            ("messages", guarded("messages", appended) if shape.guard_message else appended)
+        )
+    if guard is not None:
+        updates.append(("seq", guarded("seq", new_seq)))
+    if shape.delivered:
+        updates.append(("delivery", guarded("delivery", new("delivery"))))
+    return updates
 
 
 class Store:
@@ -55,7 +150,7 @@ class Store:
         # The connection of the batch this thread is in, if any (see ``batch``).
         self._local = threading.local()
         # Write statements by shape (which columns, which guard), built once and reused.
-        self._statements: dict[tuple[Any, ...], Any] = {}
+        self._statements: dict[_Shape, Any] = {}
         # Outside PostgreSQL, the history insert that follows each upsert.
         self._history = self._log_transition(jobs, _UPDATED_AT, _bind("id"))
 
@@ -71,31 +166,40 @@ class Store:
         *,
         fill: Mapping[str, Any] | None = None,
         seq: int | None = None,
+        delivery: int | None = None,
         stage: int | None = None,
         message: str | None = None,
         guard_message: bool = False,
+        existing_only: bool = False,
         read_back: bool = False,
     ) -> Job | None:
         """Insert or update one job in a single statement, and log the transition.
 
         ``values`` are set; ``fill`` columns are set only where the row has none yet. With
-        ``seq`` (a lifecycle order key) ``values`` apply only if ``seq`` is newer than the row's;
-        with ``stage`` instead, only if the row's current attempt is at an earlier stage (for
-        events that do not know their attempt). ``message`` is appended to ``messages`` (only
-        when ``values`` apply, if ``guard_message``). ``values`` carry ``updated_at``; when they
-        applied, a transition row records the job's new state. With ``read_back`` the stored job
-        is returned, read in the same transaction.
+        ``seq`` (a lifecycle order key) ``values`` apply only if ``(delivery, seq)`` is newer
+        than the row's: a later ``delivery`` (a message published later) always is, an unknown
+        one (None) counts as the row's own; with ``stage`` instead, only if the row's current
+        attempt is at an earlier stage (for events that do not know their attempt).
+        ``message`` is appended to ``messages`` (only when ``values`` apply, if
+        ``guard_message``). ``values`` carry ``updated_at``; when they applied, a transition row
+        records the job's new state. With ``existing_only`` a job that does not exist is not
+        created. With ``read_back`` the stored job is returned, read in the same transaction.
         """
         row: dict[str, Any] = {**(fill or {}), **values, "id": job_id}
         if seq is not None or stage is not None:
             row["seq"] = seq if seq is not None else stage
+        if seq is not None and delivery is not None:
+            row["delivery"] = delivery
         if message is not None:
             row["messages"] = message
-        shape = (tuple(values), tuple(fill or ()), seq is not None, stage, message is not None,
-                 guard_message)  # fmt: skip
+        shape = _Shape(tuple(values), tuple(fill or ()), seq is not None,
+                       seq is not None and delivery is not None, stage, message is not None,
+                       guard_message, existing_only)  # fmt: skip
         statement = self._statements.get(shape)
         if statement is None:
-            statement = self._statements.setdefault(shape, self._write_statement(*shape))
+            statement = self._statements.setdefault(shape, self._write_statement(shape))
+        if existing_only:
+            row = {_NEW + name: value for name, value in row.items()}
         with self._transaction(write=True) as connection:
             connection.execute(statement, row)
             if self.engine.dialect.name != "postgresql":
@@ -104,22 +208,17 @@ class Store:
                 )
             return self._get(connection, job_id) if read_back else None
 
-    def _write_statement(
-        self,
-        values: tuple[str, ...],
-        fill: tuple[str, ...],
-        ordered: bool,
-        stage: int | None,
-        appends: bool,
-        guard_message: bool,
-    ) -> Any:
-        """The statement of every write of one shape, built once: an upsert, and on PostgreSQL
-        the history insert too (the upsert is a CTE whose returned row feeds it)."""
-        upsert = self._upsert(values, fill, ordered, stage, appends, guard_message)
+    def _write_statement(self, shape: _Shape) -> Any:
+        """The statement of every write of one shape, built once: an upsert (or an update), and
+        on PostgreSQL the history insert too (the write is a CTE whose returned row feeds it)."""
+        if shape.existing_only:
+            write, at = self._update(shape), _bind(_NEW + "updated_at", "updated_at")
+        else:
+            write, at = self._upsert(shape), _UPDATED_AT
         if self.engine.dialect.name != "postgresql":
-            return upsert
-        up = upsert.returning(*(jobs.c[name] for name in _HISTORY_COLUMNS)).cte("up")
-        return self._log_transition(up, _UPDATED_AT)
+            return write
+        up = write.returning(*(jobs.c[name] for name in _HISTORY_COLUMNS)).cte("up")
+        return self._log_transition(up, at)
 
     def _log_transition(self, source: Any, at: Any, job_id: Any = None) -> Any:
         """Copy the job's state into the history if (and only if) this write applied: its row
@@ -133,63 +232,25 @@ class Store:
             sa.select(*columns).where(applied),
         )
 
-    def _upsert(
-        self,
-        values: tuple[str, ...],
-        fill: tuple[str, ...],
-        ordered: bool,
-        stage: int | None,
-        appends: bool,
-        guard_message: bool,
-    ) -> Any:
+    def _upsert(self, shape: _Shape) -> Any:
         """The INSERT ... ON CONFLICT / ON DUPLICATE KEY statement of one shape of write, its
         values bound by column name."""
-        names = [*fill, *values, "id"]
-        if ordered or stage is not None:
-            names.append("seq")
-        if appends:
-            names.append("messages")
         insert: Any = self._insert(jobs).values(
-            {name: _UPDATED_AT if name == "updated_at" else _bind(name) for name in names}
+            {name: _UPDATED_AT if name == "updated_at" else _bind(name) for name in shape.names}
         )
         # The values this statement would have inserted, as the conflict clause sees them.
         new = insert.inserted if self._insert is mysql.insert else insert.excluded
-        current = jobs.c
-        guard: Any = None
-        new_seq: Any = new.seq
-        if ordered:
-            guard = sa.or_(current.seq.is_(None), current.seq < new.seq)
-        elif stage is not None:
-            # The row's attempt, kept; its stage moved on to ``stage`` if that is later.
-            attempt_start = current.seq - current.seq % STAGES_PER_ATTEMPT
-            guard = sa.or_(current.seq.is_(None), current.seq % STAGES_PER_ATTEMPT < stage)
-            new_seq = sa.case((current.seq.is_(None), new.seq), else_=attempt_start + stage)
-
-        def guarded(column: str, value: Any, otherwise: Any = None) -> Any:
-            if guard is None:
-                return value
-            return sa.case(
-                (guard, value), else_=current[column] if otherwise is None else otherwise
-            )
-
-        # MySQL applies assignments left to right and later ones see earlier results, so the
-        # guard's own column, ``seq``, is assigned last. An older event changes nothing the row
-        # has, but still fills what it lacks (a receipt time that arrives after the end).
-        updates: list[tuple[str, Any]] = [
-            (column, guarded(column, new[column], sa.func.coalesce(current[column], new[column])))
-            for column in values
-        ]
-        updates += [(column, sa.func.coalesce(current[column], new[column])) for column in fill]
-        if appends:
-            appended = sa.func.coalesce(current.messages, "") + new.messages
-            updates.append(
-                ("messages", guarded("messages", appended) if guard_message else appended)
-            )
-        if guard is not None:
-            updates.append(("seq", guarded("seq", new_seq)))
+        updates = _assignments(shape, lambda name: new[name])
         if isinstance(insert, mysql.Insert):
             return insert.on_duplicate_key_update(updates)
-        return insert.on_conflict_do_update(index_elements=[current.id], set_=dict(updates))
+        return insert.on_conflict_do_update(index_elements=[jobs.c.id], set_=dict(updates))
+
+    def _update(self, shape: _Shape) -> Any:
+        """The UPDATE of one shape of write, for a job that must already exist (its values bound
+        as ``new_<column>``: SQLAlchemy keeps plain column names for itself in an UPDATE)."""
+        updates = _assignments(shape, lambda name: _bind(_NEW + name, name))
+        # Assigned in order: MySQL's later assignments see the earlier ones (see _assignments).
+        return sa.update(jobs).where(jobs.c.id == _bind(_NEW + "id", "id")).ordered_values(*updates)
 
     def append_message(self, job_id: str, text: str, at: datetime) -> bool:
         """Append to an existing job's ``messages``; False if there is no such job."""
@@ -230,15 +291,6 @@ class Store:
         job's attempt: a redelivery of its message (acks_late) moves the job on again, and a true
         end reported later still wins.
         """
-        c = jobs.c
-        presumed_end = sa.case(
-            (c.seq.is_(None), STAGE_PRESUMED_END),
-            (
-                c.seq % STAGES_PER_ATTEMPT < STAGE_PRESUMED_END,
-                c.seq - c.seq % STAGES_PER_ATTEMPT + STAGE_PRESUMED_END,
-            ),
-            else_=c.seq,
-        )
         marked: dict[str, int] = {}
         with self._transaction(write=True) as connection, self._reaper_lock(connection) as held:
             if not held:
@@ -254,33 +306,122 @@ class Store:
                     )
                 )
             for name in names:
-                note = f"[{at:%Y-%m-%dT%H:%M:%S}Z] worker lost: {name} {reason}\n"
-                lost = sa.update(jobs).where(c.worker == name, c.status == "running")
-                marked[name] = connection.execute(
-                    lost.values(
-                        status="error",
-                        celery_state="LOST",
-                        exc_type="WorkerLost",
-                        finished_at=at,
-                        updated_at=at,
-                        seq=presumed_end,
-                        messages=sa.func.coalesce(c.messages, "") + note,
-                    )
-                ).rowcount
-                connection.execute(self._log_lost(name, at))
+                marked[name] = self._presume_ended(
+                    connection,
+                    jobs.c.worker == name,
+                    # A job its task replaced waits for other tasks, not for this worker.
+                    sa.and_(
+                        jobs.c.status == RUNNING,
+                        sa.func.coalesce(jobs.c.celery_state, "") != CELERY_REPLACED,
+                    ),
+                    celery_state=CELERY_LOST,
+                    exc_type="WorkerLost",
+                    note=f"worker lost: {name} {reason}",
+                    at=at,
+                )
                 connection.execute(
                     sa.update(workers).where(workers.c.name == name).values(stopped_at=at)
                 )
         return marked
 
-    def _log_lost(self, worker: str, at: datetime) -> sa.Executable:
-        c = jobs.c
-        return sa.insert(transitions).from_select(
-            ["job_id", "status", "celery_state", "worker", "retries", "at"],
-            sa.select(c.id, c.status, c.celery_state, c.worker, c.retries, c.updated_at).where(
-                c.worker == worker, c.updated_at == at, c.celery_state == "LOST"
-            ),
+    def presume_queued_ended(
+        self,
+        *,
+        queues: Sequence[str] | None = None,
+        ids: Sequence[str] | None = None,
+        created_before: datetime,
+        celery_state: str,
+        note: str,
+        at: datetime,
+    ) -> int:
+        """End in error the jobs whose message is known to be gone from the broker before any
+        worker took it: pending and not received, in one of ``queues`` or with one of ``ids``,
+        created before ``created_before``. Returns how many. Like a loss, a presumed end: if
+        the message does reach a worker after all, the job moves on."""
+        scope = (
+            jobs.c.queue.in_(list(queues)) if queues is not None else jobs.c.id.in_(list(ids or ()))
         )
+        queued = sa.and_(
+            jobs.c.status == PENDING,
+            jobs.c.received_at.is_(None),
+            jobs.c.created_at < created_before,
+        )
+        with self._transaction(write=True) as connection:
+            return self._presume_ended(
+                connection,
+                scope,
+                queued,
+                celery_state=celery_state,
+                exc_type=None,
+                note=note,
+                at=at,
+            )
+
+    def queued_jobs(
+        self, *, created_before: datetime, queues: Iterable[str] | None = None
+    ) -> dict[str, list[str]]:
+        """The ids of the pending jobs no worker received, created before ``created_before``,
+        by queue (of ``queues``, or every queue)."""
+        query = sa.select(jobs.c.queue, jobs.c.id).where(
+            jobs.c.status == PENDING,
+            jobs.c.received_at.is_(None),
+            jobs.c.queue.is_not(None),
+            jobs.c.created_at < created_before,
+        )
+        if queues is not None:
+            query = query.where(jobs.c.queue.in_(list(queues)))
+        found: dict[str, list[str]] = {}
+        with self._transaction() as connection:
+            for queue, job_id in connection.execute(query):
+                found.setdefault(queue, []).append(job_id)
+        return found
+
+    def _presume_ended(
+        self,
+        connection: sa.Connection,
+        scope: Any,
+        condition: Any,
+        *,
+        celery_state: str,
+        exc_type: str | None,
+        note: str,
+        at: datetime,
+    ) -> int:
+        """End in error, as a presumed end of their attempt, the jobs in ``scope`` that meet
+        ``condition``; log their transitions; return how many."""
+        c = jobs.c
+        presumed_end = sa.case(
+            (c.seq.is_(None), STAGE_PRESUMED_END),
+            (
+                c.seq % STAGES_PER_ATTEMPT < STAGE_PRESUMED_END,
+                c.seq - c.seq % STAGES_PER_ATTEMPT + STAGE_PRESUMED_END,
+            ),
+            else_=c.seq,
+        )
+        line = f"[{at:%Y-%m-%dT%H:%M:%S}Z] {note}\n"
+        ended = connection.execute(
+            sa.update(jobs)
+            .where(scope, condition)
+            .values(
+                status=ERROR,
+                celery_state=celery_state,
+                exc_type=exc_type,
+                finished_at=at,
+                updated_at=at,
+                seq=presumed_end,
+                messages=sa.func.coalesce(c.messages, "") + line,
+            )
+        ).rowcount
+        if ended:
+            connection.execute(
+                sa.insert(transitions).from_select(
+                    ["job_id", "status", "celery_state", "worker", "retries", "at"],
+                    sa.select(
+                        c.id, c.status, c.celery_state, c.worker, c.retries, c.updated_at
+                    ).where(scope, c.updated_at == at, c.celery_state == celery_state),
+                )
+            )
+        return int(ended)
 
     @contextmanager
     def _reaper_lock(self, connection: sa.Connection) -> Iterator[bool]:

@@ -89,6 +89,9 @@ jobs = sa.Table(
     key_column("exc_type", nullable=True),
     # The lifecycle order key of the newest automatic write (see ``model.order_key``).
     sa.Column("seq", sa.Integer, nullable=True),
+    # Which publish of the job's id that key belongs to (see ``model.order_key``): a message
+    # published later starts the lifecycle over. NULL when no tracked publisher stamped it.
+    sa.Column("delivery", sa.BigInteger, nullable=True),
     # Newest-first pages, optionally of one status, name or user: ordered by (created_at, id).
     sa.Index("ix_taskjobs_jobs_status_page", "status", "created_at", "id"),
     sa.Index("ix_taskjobs_jobs_name_page", "name", "created_at", "id"),
