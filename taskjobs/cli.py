@@ -339,6 +339,45 @@ def reap(timeout: timedelta, url: str | None) -> None:
         click.echo(f"{worker}: silent, {count} running job{'s' if count != 1 else ''} marked lost")
 
 
+@main.command()
+@click.option(
+    "--broker",
+    required=True,
+    metavar="URL",
+    envvar="CELERY_BROKER_URL",
+    help="The broker's URL (redis:// or amqp://; default: $CELERY_BROKER_URL).",
+)
+@click.option(
+    "--older-than",
+    type=Duration(),
+    default="1m",
+    show_default=True,
+    help="Only jobs created longer ago than this.",
+)
+@click.option("--queue", "queues", multiple=True, help="Only this queue (repeatable).")
+@click.option("--dry-run", is_flag=True, help="Say what would be ended; change nothing.")
+@db_option
+def reconcile(
+    broker: str, older_than: timedelta, queues: tuple[str, ...], dry_run: bool, url: str | None
+) -> None:
+    """End pending jobs whose messages the broker no longer holds (after `celery purge`)."""
+    from taskjobs.celery.reconcile import reconcile as reconcile_with
+
+    store = use_store(url)
+    with clear_errors():
+        checks = reconcile_with(store, broker, created_before=utcnow() - older_than,
+                                queues=queues or None, dry_run=dry_run)  # fmt: skip
+    if not checks:
+        click.echo("no pending job waits in a queue")
+    verb = "would be ended" if dry_run else "ended"
+    for check in checks:
+        if check.undecided:
+            click.echo(f"{check.queue}: {check.waiting} waiting, left alone: {check.undecided}")
+        else:
+            click.echo(f"{check.queue}: {check.waiting} waiting, {len(check.vanished)} without a "
+                       f"message {verb} (VANISHED)")  # fmt: skip
+
+
 # -- db -------------------------------------------------------------------------------------------
 
 

@@ -31,6 +31,8 @@ def make_app(
         worker_prefetch_multiplier=1,
         broker_transport_options={"visibility_timeout": 60},
         result_expires=600,
+        # The canvas tests replace a task with one taskjobs is told to leave out.
+        taskjobs_exclude=["celery.*", "tests.celeryapp.unlisted"],
     )
     app.conf.update(json.loads(os.environ.get("TJ_EXTRA_CONF", "{}")))
     taskjobs.install(app)
@@ -130,3 +132,44 @@ def flaky(self: Any, failures: int) -> int:
     if self.request.retries < failures:
         raise RuntimeError(f"attempt {self.request.retries + 1} fails on purpose")
     return int(self.request.retries)
+
+
+# Canvas: tasks that replace themselves with every kind of signature.
+def _replacement(kind: str) -> Any:
+    from celery import chain, chord, group
+
+    return {
+        "task": lambda: add.si(20, 22),
+        "chain": lambda: chain(add.si(1, 2), add.s(3)),
+        "group": lambda: group(add.si(i, i) for i in range(3)),
+        "chord": lambda: chord([add.si(1, 1), add.si(2, 2)], collect.s()),
+        "chain_with_group": lambda: chain(add.si(1, 1), group(add.si(2, 2), add.si(3, 3))),
+        "failing_group": lambda: group(add.si(1, 1), fail.si("member failed")),
+        "nested": lambda: replaced_by.si("task"),
+        "excluded": lambda: unlisted.si(7),
+    }[kind]()
+
+
+@app.task(bind=True)
+def replaced_by(self: Any, kind: str) -> Any:
+    """Replace this task with a signature of the kind named."""
+    return self.replace(_replacement(kind))
+
+
+@app.task
+def unlisted(value: int) -> int:
+    """A task the canvas tests leave out of tracking (``taskjobs_exclude``)."""
+    return value
+
+
+@app.task
+def returns_async_result(task_id: str) -> Any:
+    from celery.result import AsyncResult
+
+    return AsyncResult(task_id, app=app)
+
+
+@app.task
+def on_error(task_id: str) -> str:
+    """An errback (``link_error``), old style so that Celery publishes it: says who failed."""
+    return f"{task_id} failed"

@@ -14,7 +14,7 @@ from taskjobs import config
 from taskjobs.api.job import findJob
 from taskjobs.celery import handlers, heartbeat, recorder
 from taskjobs.celery.task import JobTask, record_progress, running_job_id
-from taskjobs.model import Job
+from taskjobs.model import Job, utcnow
 from taskjobs.settings import Settings
 
 __all__ = ["JobTask", "current_job", "install", "progress"]
@@ -33,6 +33,7 @@ def install(app: Celery) -> Settings:
         recorder.Mode(batched=settings.write_mode == "batched", interval=settings.batch_interval)
     )
     _watch_publishes(app)
+    _watch_purges(app)
     return settings
 
 
@@ -49,6 +50,25 @@ def _watch_publishes(app: Celery) -> None:
 
     watched_send_task.taskjobs_watched = True  # type: ignore[attr-defined]
     app.send_task = watched_send_task
+
+
+def _watch_purges(app: Celery) -> None:
+    """After ``app.control.purge()``, end the jobs whose messages it deleted, once."""
+    control = app.control
+    purge = control.purge
+    if getattr(purge, "taskjobs_watched", False):
+        return
+
+    @functools.wraps(purge)
+    def watched_purge(*args: Any, **kwargs: Any) -> Any:
+        started = utcnow()
+        count = purge(*args, **kwargs)
+        # What Control.purge() empties: the queues this app consumes from.
+        handlers.record_purge(app, sorted(app.amqp.queues.consume_from), count, started)
+        return count
+
+    watched_purge.taskjobs_watched = True  # type: ignore[attr-defined]
+    control.purge = watched_purge
 
 
 def current_job() -> Job | None:

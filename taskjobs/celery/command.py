@@ -27,6 +27,7 @@ for command in (
     cli.purge,
     cli.workers,
     cli.reap,
+    cli.reconcile,
     cli.db,
 ):
     jobs.add_command(command)

@@ -165,6 +165,11 @@ def stack(
 ) -> Iterator[Stack]:
     """A stack per configuration with one prefork worker (-c 2) running."""
     broker, database = request.param
-    for built in build_stack(broker, database, tmp_path_factory.mktemp(f"{broker}-{database}")):
+    yield from running_stack(broker, database, tmp_path_factory.mktemp(f"{broker}-{database}"))
+
+
+def running_stack(broker: str, database: str, tmp: Path) -> Iterator[Stack]:
+    """A stack with one prefork worker (-c 2) running, for a module-scoped fixture."""
+    for built in build_stack(broker, database, tmp):
         built.start_worker()
         yield built

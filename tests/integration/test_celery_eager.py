@@ -15,7 +15,17 @@ import pytest
 
 import taskjobs
 from taskjobs.api.job import findJob, getJob, getJobHistory
-from tests.celeryapp import add, app, echo, fail, private, retry_twice, secret_login
+from tests.celeryapp import (
+    add,
+    app,
+    echo,
+    fail,
+    private,
+    replaced_by,
+    retry_twice,
+    returns_async_result,
+    secret_login,
+)
 
 
 @pytest.fixture
@@ -248,3 +258,17 @@ def test_bad_settings_are_one_clear_error() -> None:
         Settings.load({"taskjobs_store_args": "maybe"})
     with pytest.raises(taskjobs.ConfigurationError, match="taskjobs_worker_timeout"):
         Settings.load({"taskjobs_worker_timeout": -5})
+
+
+def test_eager_replace_finishes_the_job_with_the_replacements_result() -> None:
+    result = replaced_by.apply(("chain",))
+    assert result.get() == 6
+    job = getJob(result.id, "finished")
+    assert job is not None and json.loads(job["result"]) == 6
+    assert job["name"] == "tests.celeryapp.replaced_by"
+
+
+def test_a_returned_async_result_is_stored_as_its_id_tuple() -> None:
+    result = returns_async_result.apply(("some-task-id",))
+    job = getJob(result.id, "finished")
+    assert job is not None and json.loads(job["result"]) == [["some-task-id", None], None]
