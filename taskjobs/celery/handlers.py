@@ -11,7 +11,6 @@ import logging
 import os
 import threading
 import time
-import traceback as traceback_module
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
@@ -19,13 +18,10 @@ from typing import Any
 from weakref import WeakKeyDictionary
 
 from celery import Celery, Task, signals
-from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded, WorkerLostError
-from celery.result import ResultBase
-from celery.utils.saferepr import saferepr
-from kombu.utils.json import dumps as kombu_dumps
 
 from taskjobs import config
 from taskjobs.api.job import transition
+from taskjobs.celery.payload import capped, failure_text, request_text, result_text
 from taskjobs.celery.recorder import Write, recorder_for
 from taskjobs.model import (
     CELERY_PURGED,
@@ -47,7 +43,7 @@ from taskjobs.model import (
     order_key,
     utcnow,
 )
-from taskjobs.settings import REDACTED, Settings
+from taskjobs.settings import Settings
 
 logger = logging.getLogger("taskjobs")
 
@@ -59,9 +55,6 @@ DELIVERY_HEADER = "taskjobs_delivery"
 NESTING_HEADER = "replaced_task_nesting"
 # Ids named in a job's "replaced by" note; a longer replacement says how many more.
 MAX_NAMED_IDS = 20
-# Celery's default bound for argsrepr/kwargsrepr, to tell its own reprs from a publisher's.
-REPR_MAXSIZE = 1024
-REPR_MAXLEVELS = 3
 
 # Apps whose every task is tracked, with their settings.
 installed: WeakKeyDictionary[Celery, Settings] = WeakKeyDictionary()
@@ -143,81 +136,6 @@ def recording(event: str, task_id: Any) -> Iterator[None]:
         yield
     except Exception:
         logger.exception("taskjobs: could not record %s of task %s", event, task_id)
-
-
-def _json(value: Any) -> str:
-    """JSON text as Celery's JSON serializer writes it; a repr for what it cannot encode."""
-    try:
-        return str(kombu_dumps(value))
-    except Exception:  # noqa: BLE001 - any object a pickle-serialized task may carry
-        return str(kombu_dumps(saferepr(value)))
-
-
-def _request_text(
-    settings: Settings, task: Any, args: Any, kwargs: Any, argsrepr: Any, kwargsrepr: Any
-) -> str:
-    """The job's request: args and kwargs as JSON, or the publisher's own reprs when it set them
-    (``argsrepr``/``kwargsrepr`` are how Celery users hide secrets from monitoring). Keyword
-    arguments with secret-looking names are redacted; long requests are cut; a task (or the
-    settings) may keep no arguments at all."""
-    if not _keeps(settings.store_args, task, "taskjobs_store_args"):
-        return ""
-    args = () if args is None else args
-    kwargs = {} if kwargs is None else kwargs
-    if _own_repr(argsrepr, args) or _own_repr(kwargsrepr, kwargs):
-        text = _json({"argsrepr": argsrepr, "kwargsrepr": kwargsrepr})
-    else:
-        text = _json({"args": list(args), "kwargs": _redacted(settings, dict(kwargs))})
-    return _capped(text, settings.max_request)
-
-
-def _result_text(settings: Settings, task: Any, result: Any) -> str:
-    """The job's result as JSON, cut when long, or nothing if results are not kept."""
-    if not _keeps(settings.store_results, task, "taskjobs_store_results"):
-        return ""
-    if isinstance(result, ResultBase):  # stored by Celery as its id tuple, so by us too
-        result = result.as_tuple()
-    return _capped(_json(result), settings.max_result)
-
-
-def _keeps(default: bool, task: Any, option: str) -> bool:
-    """A task's own option (``@app.task(taskjobs_store_args=False)``), else the setting."""
-    own = getattr(task, option, None)
-    return default if own is None else bool(own)
-
-
-def _redacted(settings: Settings, value: Any) -> Any:
-    """``value`` with the values of secret-looking keys, at any depth, replaced by ``***``."""
-    if isinstance(value, dict):
-        return {
-            key: REDACTED
-            if isinstance(key, str) and settings.redacts(key)
-            else _redacted(settings, item)
-            for key, item in value.items()
-        }
-    if isinstance(value, (list, tuple)):
-        return [_redacted(settings, item) for item in value]
-    return value
-
-
-def _capped(text: str, limit: int) -> str:
-    """``text``, or its first ``limit`` characters and a marker saying it was cut."""
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit]}…[truncated by taskjobs: {len(text)} characters in all]"
-
-
-def _own_repr(given: Any, value: Any) -> bool:
-    """Whether ``given`` is not the repr Celery makes of ``value`` by default (args published as
-    a tuple arrive at the worker as a list)."""
-    if given is None:
-        return False
-    forms = (
-        [value, list(value) if isinstance(value, tuple) else tuple(value)]
-        if isinstance(value, (list, tuple))
-        else [value]
-    )
-    return all(given != saferepr(form, REPR_MAXSIZE, maxlevels=REPR_MAXLEVELS) for form in forms)
 
 
 def _note(text: str, at: datetime) -> str:
@@ -317,7 +235,7 @@ def on_before_publish(
         fill = {
             "name": sender,
             "user": headers.get(USER_HEADER),
-            "request": _request_text(
+            "request": request_text(
                 settings,
                 _task_named(sender),
                 args,
@@ -592,7 +510,7 @@ def on_prerun(
         fill = {
             "name": sender.name,
             "user": getattr(request, USER_HEADER, None),
-            "request": _request_text(
+            "request": request_text(
                 settings,
                 sender,
                 args,
@@ -652,7 +570,7 @@ def on_success(
             FINISHED,
             {
                 "celery_state": "SUCCESS",
-                "result": _result_text(settings, sender, result),
+                "result": result_text(settings, sender, result),
                 "runtime": runtime,
                 "retries": retries,
             },
@@ -685,7 +603,7 @@ def on_failure(
         if task_id is None or tracked is None:
             return
         settings, existing_only = tracked
-        text = _capped(_failure_text(exception, traceback, einfo), settings.max_message)
+        text = capped(failure_text(exception, traceback, einfo), settings.max_message)
         runtime = time.monotonic() - started if started is not None else None
         _end(
             task_id,
@@ -745,7 +663,7 @@ def on_internal_error(
         if task_id is None or tracked is None:
             return
         retries = int(getattr(request, "retries", 0) or 0)
-        text = _capped(_failure_text(exception, traceback, einfo), tracked[0].max_message)
+        text = capped(failure_text(exception, traceback, einfo), tracked[0].max_message)
         _end(
             task_id,
             ERROR,
@@ -924,22 +842,6 @@ def _end_unrun(
             )
         if chained:
             parent_id = job_id
-
-
-def _failure_text(exception: Any, traceback: Any, einfo: Any) -> str:
-    """What a user needs to see about a failure: a reason, the exception, its traceback."""
-    if isinstance(exception, WorkerLostError):
-        headline = f"worker lost: the process running the task died ({exception})"
-    elif isinstance(exception, TimeLimitExceeded):
-        headline = f"hard time limit exceeded: the task was killed after {exception}s"
-    elif isinstance(exception, SoftTimeLimitExceeded):
-        headline = f"soft time limit exceeded: {type(exception).__name__}: {exception}"
-    else:
-        headline = f"{type(exception).__name__}: {exception}"
-    trace = getattr(einfo, "traceback", None)
-    if not trace and traceback is not None:
-        trace = "".join(traceback_module.format_tb(traceback))
-    return f"{headline}\n{trace.rstrip()}" if trace else headline
 
 
 _RECEIVERS: tuple[tuple[Any, Callable[..., None]], ...] = (
