@@ -89,6 +89,7 @@ def build_report(self: Any, pages: int) -> int:
 
 def run_demo(store: Store, echo: Callable[[str], None]) -> datetime:
     """Run the demo against ``store``; returns when it started. Raises ``TaskJobsError``."""
+    store.upgrade()  # an unreachable or unusable store stops the demo before any worker starts
     started = utcnow()
     with tempfile.TemporaryDirectory(prefix="taskjobs-demo-") as folder:
         configure_app(folder)

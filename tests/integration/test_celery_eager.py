@@ -196,14 +196,25 @@ def test_progress_outside_a_task_is_a_clear_error() -> None:
 def test_secret_looking_keyword_arguments_are_redacted_at_any_depth() -> None:
     result = echo.apply(
         ("visible",),
-        {"user": "bob", "password": "hunter2", "options": {"API_Token": "t0k3n", "depth": 2}},
+        {
+            "user": "bob",
+            "password": "hunter2",
+            "options": {"API_Token": "t0k3n", "depth": 2},
+            "accounts": [{"name": "a", "secret": "s3cr3t"}, ({"passwd": "pw"}, "kept")],
+        },
     )
     stored = getJob(result.id, "finished")
-    assert stored is not None and "hunter2" not in stored["request"]
-    assert "t0k3n" not in stored["request"]
+    assert stored is not None
+    for secret in ("hunter2", "t0k3n", "s3cr3t", '"pw"'):
+        assert secret not in stored["request"]
     assert json.loads(stored["request"]) == {
         "args": ["visible"],
-        "kwargs": {"user": "bob", "password": "***", "options": {"API_Token": "***", "depth": 2}},
+        "kwargs": {
+            "user": "bob",
+            "password": "***",
+            "options": {"API_Token": "***", "depth": 2},
+            "accounts": [{"name": "a", "secret": "***"}, [{"passwd": "***"}, "kept"]],
+        },
     }
 
 
@@ -220,14 +231,16 @@ def test_long_requests_results_and_tracebacks_are_cut_with_a_marker() -> None:
         taskjobs.install(app)
     job = getJob(done.id, "finished")
     assert job is not None
-    assert job["request"].startswith('{"args": ["xxx') and len(job["request"]) < 120
-    assert (
-        job["request"].endswith("characters in all]") and "truncated by taskjobs" in job["request"]
-    )
-    assert job["result"].endswith("characters in all]") and len(job["result"]) < 120
+    request = result = json.dumps({"args": ["x" * 1000], "kwargs": {}})  # echo returns its call
+    # Each text is cut at its own limit, and the marker counts what it was before.
+    marker = "…[truncated by taskjobs: {} characters in all]"
+    assert job["request"] == request[:50] + marker.format(len(request))
+    assert job["result"] == result[:40] + marker.format(len(result))
     error = getJob(failed.id, "error")
-    assert error is not None and "truncated by taskjobs" in error["messages"]
-    assert len(error["messages"]) < 400
+    assert error is not None
+    head, cut, _ = error["messages"].rpartition("…[truncated by taskjobs: ")
+    assert cut and len(head.split("] ", 1)[1]) == 300, error["messages"]
+    assert head.split("] ", 1)[1].startswith("ValueError: " + "y" * 100)
 
 
 def test_a_task_can_keep_its_arguments_and_result_out_of_the_store() -> None:

@@ -133,3 +133,30 @@ def test_watch_refreshes_the_given_number_of_times(run) -> None:  # type: ignore
     seed()
     output = run("watch", "--times", "2", "--interval", "0.1s")
     assert output.count("Running now") == 2
+
+
+UNREACHABLE = "postgresql://nobody@127.0.0.1:1/none"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["list"],
+        ["show", "abc"],
+        ["report"],
+        ["watch", "--times", "1"],
+        ["purge", "--older-than", "1d"],
+        ["workers"],
+        ["reap"],
+        ["reconcile", "--broker", "redis://127.0.0.1:6379/15", "--older-than", "0s"],
+        ["db", "upgrade"],
+        ["db", "current"],
+        ["demo"],
+    ],
+    ids=" ".join,
+)
+def test_every_command_says_in_one_line_that_the_store_is_unreachable(command: list[str]) -> None:
+    result = CliRunner().invoke(main, [*command, "--db", UNREACHABLE])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert result.stderr.startswith("Error: ") and "127.0.0.1:1" in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr

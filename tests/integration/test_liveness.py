@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
+import taskjobs
 from taskjobs import liveness
 from taskjobs.api.job import getJob, getJobHistory, transition
+from taskjobs.celery.heartbeat import Heart
 from taskjobs.model import (
     STAGE_ENDED,
     STAGE_RECEIVED_AGAIN,
@@ -16,7 +19,9 @@ from taskjobs.model import (
     order_key,
     utcnow,
 )
+from taskjobs.settings import Settings
 from taskjobs.store import Store
+from tests.waiting import wait_for
 
 
 def test_silent_workers_running_jobs_are_marked_lost_once(store: Store) -> None:
@@ -74,6 +79,41 @@ def test_a_heartbeat_revives_a_worker_marked_stopped(store: Store) -> None:
     liveness.reap(60, store)
     liveness.beat("celery@w", "h", 1, store)
     assert store.list_workers()[0]["stopped_at"] is None
+
+
+def test_after_an_outage_longer_than_the_timeout_no_live_worker_is_judged_lost(
+    store: Store, database_url: str, tmp_path: Path
+) -> None:
+    """Every worker is silent during a store outage. The first worker to beat again must not
+    mark the others' running jobs lost; only one that has beaten for a whole timeout since may
+    judge, and then a worker that stays silent is lost."""
+    timeout = 0.5
+    settings = Settings.load({"taskjobs_worker_timeout": timeout})
+    first, second = Heart("celery@first", settings), Heart("celery@second", settings)
+    first.beat_and_reap()
+    second.beat_and_reap()
+    transition("job", "running", {"worker": "celery@second"}, seq=order_key(0, STAGE_RUNNING))
+
+    taskjobs.configure(f"sqlite:///{tmp_path}/missing/folder/jobs.sqlite3")  # the outage
+    try:
+        outage_began = utcnow()
+        first.beat_and_reap()
+        second.beat_and_reap()
+        assert first.beating_since is None and second.beating_since is None
+        wait_for(lambda: utcnow() - outage_began > timedelta(seconds=2 * timeout),
+                 what="the outage to outlast the timeout")  # fmt: skip
+    finally:
+        taskjobs.configure(database_url)
+
+    first.beat_and_reap()  # back first: the second worker, silent through the outage, is alive
+    assert getJob("job", "running") is not None, "a live worker's job was marked lost"
+    second.beat_and_reap()
+    assert store.list_workers() and all(w["stopped_at"] is None for w in store.list_workers())
+
+    # The second worker now dies: once the first has beaten for a timeout, it is judged.
+    wait_for(lambda: first.beat_and_reap() or getJob("job", "error"), timeout=10,
+             what="the silent worker's job to be marked lost")  # fmt: skip
+    assert "celery@second sent no heartbeat" in getJob("job", "error")["messages"]  # type: ignore[index]
 
 
 @pytest.mark.parametrize("timeout", [0.1, 60, 6000])

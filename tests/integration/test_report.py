@@ -66,6 +66,8 @@ def seed(now: datetime) -> datetime:
 def test_report_figures_are_exact() -> None:
     now = utcnow()
     since = seed(now)
+    # A later change to a job (a note added) counts for its worker's "last seen".
+    transition("b-err0", "error", {"messages": "looked at"}, at=now - timedelta(minutes=30))
     report = build_report(since=since, until=now, slow_after=timedelta(minutes=30))
 
     assert report.totals == {"idle": 0, "pending": 1, "running": 1, "finished": 10, "error": 5}
@@ -85,7 +87,9 @@ def test_report_figures_are_exact() -> None:
     workers = {w.worker: w for w in report.workers}
     assert (workers["w1"].running, workers["w1"].processed, workers["w1"].failed) == (1, 12, 2)
     assert (workers["w2"].running, workers["w2"].processed, workers["w2"].failed) == (0, 3, 3)
-    assert workers["w1"].last_seen is not None
+    # A worker was last seen at the latest change of any of its jobs in the window.
+    assert workers["w1"].last_seen == now - timedelta(hours=1, minutes=1)  # the running "slow"
+    assert workers["w2"].last_seen == now - timedelta(minutes=30)
 
     assert report.oldest_pending_age == pytest.approx(7200, abs=30)
     assert [job.id for job in report.long_running] == ["slow"]

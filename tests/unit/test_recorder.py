@@ -12,6 +12,7 @@ import pytest
 from taskjobs.celery import recorder as recording
 from taskjobs.celery.recorder import Mode, Recorder, Write
 from taskjobs.errors import StoreError
+from tests.waiting import wait_for
 
 
 class FlakyStore:
@@ -22,6 +23,7 @@ class FlakyStore:
         self.written: list[str] = []
         self.lock = threading.Lock()
         self.batches = 0
+        self.refused = 0  # writes attempted while down
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:
@@ -31,6 +33,7 @@ class FlakyStore:
     def write(self, label: str) -> Write:
         def perform() -> None:
             if self.down.is_set():
+                self.refused += 1
                 raise StoreError("database unreachable", retryable=True)
             with self.lock:
                 self.written.append(label)
@@ -60,6 +63,25 @@ def test_an_outage_buffers_in_order_and_the_buffer_is_written_once_back(
     assert store.written == ["a", "b", "c"]
     assert "job store unreachable" in caplog.text
     assert "reachable again" in caplog.text
+
+
+def test_writes_submitted_once_the_store_is_back_wait_behind_the_buffered_ones(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The store answers again before the writer retried: a new write must not overtake the
+    ones queued during the outage (a job's end would land before its start)."""
+    monkeypatch.setattr(recording, "FIRST_RETRY", 30.0)  # the writer retries when kicked
+    store = FlakyStore()
+    recorder = Recorder(store)
+    store.down.set()
+    recorder.submit(store.write("a"))
+    recorder.submit(store.write("b"))
+    wait_for(lambda: store.refused, what="the writer's first attempt")
+    store.down.clear()
+    recorder.submit(store.write("c"))
+    assert store.written == [], "c was written before the buffered a and b"
+    assert recorder.drain(timeout=30) == 0
+    assert store.written == ["a", "b", "c"]
 
 
 def test_a_full_buffer_drops_the_oldest_and_says_so(caplog: pytest.LogCaptureFixture) -> None:
