@@ -30,6 +30,7 @@ from taskjobs.model import (
     utcnow,
 )
 from taskjobs.report import Report, build_report
+from taskjobs.settings import Settings
 from taskjobs.store import Store
 from taskjobs.store.engine import safe_url
 
@@ -102,6 +103,10 @@ def json_option(function: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")(
         function
     )
+
+
+# Where ``celery -A proj jobs`` leaves the app's settings for the commands (``click.Context.meta``).
+SETTINGS_KEY = "taskjobs.settings"
 
 
 @contextmanager
@@ -323,13 +328,17 @@ def workers(as_json: bool, url: str | None) -> None:
 @click.option(
     "--timeout",
     type=Duration(),
-    default="60s",
-    show_default=True,
-    help="Silence after which a worker counts as dead.",
+    help="Silence after which a worker counts as dead [default: the workers' own setting, "
+    "TASKJOBS_WORKER_TIMEOUT or taskjobs_worker_timeout, else 60s].",
 )
 @db_option
-def reap(timeout: timedelta, url: str | None) -> None:
+@click.pass_context
+def reap(ctx: click.Context, timeout: timedelta | None, url: str | None) -> None:
     """Mark lost the running jobs of workers that stopped sending heartbeats."""
+    with clear_errors():
+        settings = ctx.meta.get(SETTINGS_KEY) or Settings.load()
+    if timeout is None:
+        timeout = timedelta(seconds=settings.worker_timeout)
     store = use_store(url)
     with clear_errors():
         marked = liveness.reap(timeout.total_seconds(), store)

@@ -65,11 +65,11 @@ class Settings:
         found: dict[str, Any] = {}
         for field, parse in _PARSERS.items():
             key = f"taskjobs_{field}"
-            value = conf.get(key) if conf is not None else None
-            if value is None:
-                value = os.environ.get(key.upper())
+            name, value = key, conf.get(key) if conf is not None else None
+            if value is None:  # errors name the variable the value came from
+                name, value = key.upper(), os.environ.get(key.upper())
             if value is not None:
-                found[field] = parse(key, value)
+                found[field] = parse(name, value)
         return cls(**found)
 
     def tracks(self, task_name: str | None) -> bool:

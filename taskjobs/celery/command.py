@@ -13,21 +13,16 @@ from taskjobs.settings import Settings
 @click.group(name="jobs")
 @click.pass_context
 def jobs(ctx: click.Context) -> None:
-    """Tracked jobs (taskjobs): list, show, report, watch, purge, db."""
+    """Tracked jobs (taskjobs): the taskjobs commands on this app's store."""
     app: Any = getattr(ctx.obj, "app", None)
     if app is not None:
-        config.configure_default(Settings.load(app.conf).database_url)
+        with cli.clear_errors():
+            settings = Settings.load(app.conf)
+        ctx.meta[cli.SETTINGS_KEY] = settings
+        config.configure_default(settings.database_url)
 
 
-for command in (
-    cli.list_jobs,
-    cli.show,
-    cli.report,
-    cli.watch,
-    cli.purge,
-    cli.workers,
-    cli.reap,
-    cli.reconcile,
-    cli.db,
-):
-    jobs.add_command(command)
+# Every taskjobs command but the demo, which runs an app of its own.
+for name, command in cli.main.commands.items():
+    if name != "demo":
+        jobs.add_command(command)

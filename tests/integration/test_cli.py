@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from types import SimpleNamespace
 
 import pytest
+from celery import Celery
 from click.testing import CliRunner
 
 from taskjobs.api.job import findJob, transition
+from taskjobs.celery.command import jobs
 from taskjobs.cli import main
-from taskjobs.model import utcnow
+from taskjobs.model import STAGE_RUNNING, order_key, utcnow
 from taskjobs.store import Store
 
 
@@ -160,3 +163,35 @@ def test_every_command_says_in_one_line_that_the_store_is_unreachable(command: l
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
     assert result.stderr.startswith("Error: ") and "127.0.0.1:1" in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def seed_silent_worker(store: Store, silent_for: float) -> None:
+    at = utcnow() - timedelta(seconds=silent_for)
+    store.heartbeat("celery@quiet", hostname="h", pid=1, at=at)
+    transition("on-quiet", "running", {"worker": "celery@quiet"}, seq=order_key(0, STAGE_RUNNING))
+
+
+def test_reap_takes_its_timeout_from_the_workers_setting(store: Store) -> None:
+    seed_silent_worker(store, silent_for=7)
+    url = store.url.render_as_string(hide_password=False)
+    runner = CliRunner()
+    kept = runner.invoke(main, ["reap", "--db", url], env={"TASKJOBS_WORKER_TIMEOUT": None})
+    assert "no worker has been silent for over 1m" in kept.output  # the 60 s default
+    bad = runner.invoke(main, ["reap", "--db", url], env={"TASKJOBS_WORKER_TIMEOUT": "soon"})
+    assert bad.exit_code == 1 and "TASKJOBS_WORKER_TIMEOUT" in bad.stderr, bad.output
+    assert findJob("on-quiet")[1] == "running"
+    reaped = runner.invoke(main, ["reap", "--db", url], env={"TASKJOBS_WORKER_TIMEOUT": "5"})
+    assert reaped.exit_code == 0 and "celery@quiet: silent, 1 running job marked lost" in (
+        reaped.output
+    )
+    assert findJob("on-quiet")[1] == "error"
+
+
+def test_reap_under_celery_takes_the_apps_worker_timeout(store: Store) -> None:
+    seed_silent_worker(store, silent_for=7)
+    url = store.url.render_as_string(hide_password=False)
+    app = Celery("reaping", set_as_current=False)
+    app.conf.taskjobs_worker_timeout = 5
+    result = CliRunner().invoke(jobs, ["reap", "--db", url], obj=SimpleNamespace(app=app))
+    assert "celery@quiet: silent, 1 running job marked lost" in result.output, result.output
+    app.close()
