@@ -102,9 +102,12 @@ def failure_text(exception: Any, traceback: Any, einfo: Any) -> str:
     if isinstance(exception, WorkerLostError):
         headline = f"worker lost: the process running the task died ({exception})"
     elif isinstance(exception, TimeLimitExceeded):
-        headline = f"hard time limit exceeded: the task was killed after {exception}s"
+        # billiard's str() of it is "TimeLimitExceeded(300.0,)"; its argument is the limit.
+        after = f" after {exception.args[0]}s" if exception.args else ""
+        headline = f"hard time limit exceeded: the task was killed{after}"
     elif isinstance(exception, SoftTimeLimitExceeded):
-        headline = f"soft time limit exceeded: {type(exception).__name__}: {exception}"
+        detail = f": {exception.args[0]}" if exception.args else ""  # str() is a repr too
+        headline = f"soft time limit exceeded: {type(exception).__name__}{detail}"
     else:
         headline = f"{type(exception).__name__}: {exception}"
     trace = getattr(einfo, "traceback", None)
