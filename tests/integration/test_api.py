@@ -220,8 +220,8 @@ def test_keyset_pages_cover_every_job_once_even_with_equal_times() -> None:
     from taskjobs.api.job import transition
 
     moment = datetime(2026, 1, 1, tzinfo=timezone.utc)
-    for i in range(25):
-        transition(f"p{i:02d}", "pending", {}, at=moment + timedelta(seconds=i // 5))
+    for i in range(25):  # ids in no relation to times: a later job may have a smaller id
+        transition(f"p{i * 7 % 25:02d}", "pending", {}, at=moment + timedelta(seconds=i // 5))
     seen: list[str] = []
     after = None
     while True:

@@ -121,6 +121,39 @@ def test_queued_jobs_presumed_ended_move_on_if_a_worker_took_them(store: Store) 
     assert getJob("waiting", "finished") is not None
 
 
+def test_queued_jobs_are_only_the_old_enough_unreceived_pending_ones_with_a_queue(
+    store: Store,
+) -> None:
+    now = utcnow()
+    old, cutoff = now - timedelta(minutes=10), now - timedelta(minutes=1)
+    for job_id, queue in (("q-1", "q"), ("q-2", "q"), ("r-1", "r")):
+        transition(job_id, "pending", {"queue": queue}, seq=order_key(0, STAGE_PUBLISHED), at=old)
+    transition("young", "pending", {"queue": "q"}, seq=order_key(0, STAGE_PUBLISHED), at=cutoff)
+    transition("no-queue", "pending", {}, seq=order_key(0, STAGE_PUBLISHED), at=old)
+    transition("done", "finished", {"queue": "q"}, seq=order_key(0, STAGE_ENDED), at=old)
+    transition("taken", "pending", {"queue": "q", "received_at": old},
+               seq=order_key(0, STAGE_RECEIVED), at=old)  # fmt: skip
+
+    # Created strictly before the cutoff: "young", created at it, is not queued long enough.
+    assert store.queued_jobs(created_before=cutoff) == {"q": ["q-1", "q-2"], "r": ["r-1"]}
+    assert store.queued_jobs(created_before=cutoff, queues=["r", "s"]) == {"r": ["r-1"]}
+    assert store.queued_jobs(created_before=cutoff, queues=[]) == {}
+
+    # By ids: only the named jobs that are still queued end.
+    ended = store.presume_queued_ended(ids=["q-2", "taken", "done", "young"], created_before=cutoff,
+                                       celery_state="VANISHED", note="gone", at=now)  # fmt: skip
+    assert ended == 1 and getJob("q-2", "error")["celery_state"] == "VANISHED"  # type: ignore[index]
+    assert store.presume_queued_ended(ids=[], created_before=now, celery_state="VANISHED",
+                                      note="gone", at=now) == 0  # fmt: skip
+    assert {job.id for job in store.select(status="pending", limit=10)} == {
+        "q-1",
+        "r-1",
+        "young",
+        "no-queue",
+        "taken",
+    }
+
+
 def test_delivery_stamps_order_after_the_message_being_processed() -> None:
     now = utcnow()
     assert delivery_stamp(now) == int(now.timestamp() * 1_000_000)

@@ -6,10 +6,12 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from celery import signals
 
 import taskjobs
 from taskjobs import liveness
 from taskjobs.api.job import getJob, getJobHistory, transition
+from taskjobs.celery import heartbeat
 from taskjobs.celery.heartbeat import Heart
 from taskjobs.model import (
     STAGE_ENDED,
@@ -116,6 +118,23 @@ def test_after_an_outage_longer_than_the_timeout_no_live_worker_is_judged_lost(
     assert "celery@second sent no heartbeat" in getJob("job", "error")["messages"]  # type: ignore[index]
 
 
+def test_each_function_acts_on_the_store_it_is_given(store: Store, tmp_path: Path) -> None:
+    other = taskjobs.configure(f"sqlite:///{tmp_path}/other.sqlite3")  # the default elsewhere
+    try:
+        liveness.beat("celery@w", "h", 7, store)
+        assert [w["name"] for w in store.list_workers()] == ["celery@w"]
+        store.heartbeat("celery@dead", hostname="h", pid=1, at=utcnow() - timedelta(seconds=120))
+        transition("lost", "running", {"worker": "celery@dead"}, seq=order_key(0, STAGE_RUNNING),
+                   store=store)  # fmt: skip
+        assert liveness.reap(60, store) == {"celery@dead": 1}
+        assert liveness.worker_stopped("celery@w", "stopped", store) == 0  # nothing running
+        transition("old", "finished", {}, at=utcnow() - timedelta(days=2), store=store)
+        assert liveness.expire({"finished": 86400}, 1, 10, store) == 1
+        assert other.list_workers() == [] and other.select(limit=10) == []
+    finally:
+        taskjobs.configure(None)
+
+
 @pytest.mark.parametrize("timeout", [0.1, 60, 6000])
 def test_beat_interval_is_a_fraction_of_the_timeout_within_bounds(timeout: float) -> None:
     interval = liveness.beat_interval(timeout)
@@ -135,3 +154,46 @@ def test_expiry_deletes_old_jobs_of_the_given_states_in_bounded_batches(store: S
     left = sorted(job.id for job in store.select())
     assert left == ["new-done", "old-running"]
     assert getJobHistory("old-error") == []
+
+
+class Consumer:
+    """What sends ``worker_ready``: a worker's consumer, named by its hostname."""
+
+    def __init__(self, hostname: str) -> None:
+        self.hostname = hostname
+
+
+def test_a_worker_beats_from_ready_and_its_shutdown_ends_its_running_jobs(store: Store) -> None:
+    """Through Celery's own worker signals, sent as a worker sends them (``worker_ready`` by
+    its consumer, ``worker_shutting_down`` with how it stops, ``worker_shutdown`` on the
+    warm path): the worker beats from ready; a cold shutdown ends its running jobs at once; a
+    warm one marks it stopped and stops its heartbeat."""
+    import tests.celeryapp  # noqa: F401 - an installed app, whose settings the heartbeat uses
+
+    worker = Consumer("celery@signals")
+    signals.worker_ready.send(sender=worker)
+    try:
+        assert heartbeat._heart is not None and heartbeat._heart.is_alive()
+        wait_for(lambda: [w["name"] for w in store.list_workers()] == ["celery@signals"],
+                 what="the first heartbeat")  # fmt: skip
+        signals.worker_ready.send(sender=Consumer("celery@other"))
+        assert heartbeat._heart.worker == "celery@signals", "one heartbeat per process"
+
+        transition("cut", "running", {"worker": "celery@signals"}, seq=order_key(0, STAGE_RUNNING))
+        signals.worker_shutting_down.send(sender="celery@signals", sig="SIGTERM", how="Warm",
+                                          exitcode=0)  # fmt: skip
+        assert getJob("cut", "running") is not None, "a warm shutdown lets its tasks finish"
+        signals.worker_shutting_down.send(sender="celery@signals", sig="SIGQUIT", how="Cold",
+                                          exitcode=0)  # fmt: skip
+        job = getJob("cut", "error")
+        assert (
+            job is not None and "stopped by a cold shutdown while the task ran" in (job["messages"])
+        )
+    finally:
+        heart = heartbeat._heart
+        signals.worker_shutdown.send(sender=worker)
+    assert heartbeat._heart is None and heart is not None
+    heart.join(timeout=30)
+    assert not heart.is_alive()
+    (stopped,) = store.list_workers()
+    assert stopped["stopped_at"] is not None

@@ -121,3 +121,24 @@ def test_percentiles_with_one_and_two_values() -> None:
     tasks = {task.name: task for task in report.tasks}
     assert (tasks["solo"].runtime_p50, tasks["solo"].runtime_p95) == (3.0, 3.0)
     assert (tasks["pair"].runtime_p50, tasks["pair"].runtime_p95) == (1.0, 2.0)
+
+
+def test_a_task_without_errors_fails_at_rate_zero_and_one_without_successes_has_no_throughput() -> (
+    None
+):
+    moment = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    transition("ok", "finished", {"name": "fine", "runtime": 1.0}, at=moment)
+    transition("bad", "error", {"name": "broken"}, at=moment)
+    report = build_report(since=moment, until=moment + timedelta(minutes=10))
+    tasks = {task.name: task for task in report.tasks}
+    assert (tasks["fine"].failure_rate, tasks["fine"].throughput_per_minute) == (0.0, 0.1)
+    assert (tasks["broken"].failure_rate, tasks["broken"].throughput_per_minute) == (1.0, 0.0)
+
+
+def test_percentiles_are_the_nearest_rank_on_every_database() -> None:
+    """101 values, 1 to 101: the nearest rank of p50 is the 51st, of p95 the 96th."""
+    moment = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    for i in range(1, 102):
+        transition(f"r{i}", "finished", {"name": "many", "runtime": float(i)}, at=moment)
+    (task,) = build_report(since=moment, until=moment + timedelta(hours=1)).tasks
+    assert (task.runtime_p50, task.runtime_p95, task.runtime_max) == (51.0, 96.0, 101.0)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import multiprocessing
+import sqlite3
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -28,7 +30,7 @@ from taskjobs.model import (
 )
 from taskjobs.store import Store, store_for
 from taskjobs.store.schema import head_revision
-from taskjobs.store.tables import VERSION_TABLE, metadata
+from taskjobs.store.tables import JOBS_TABLE, VERSION_TABLE, metadata
 
 
 @contextmanager
@@ -373,3 +375,66 @@ def test_upgrading_a_database_at_an_older_revision_keeps_its_jobs(fresh_url: str
     job = store.get("old")
     assert job is not None and (job.name, job.status, job.exc_type) == ("kept", "finished", None)
     store.dispose()
+
+
+def test_ids_starting_with_takes_the_prefix_literally_in_id_order(store: Store) -> None:
+    for job_id in ("a_2", "a_1", "ab-3", "a%4", "b_5"):
+        transition(job_id, "pending", {})
+    assert store.ids_starting_with("a_", 10) == ["a_1", "a_2"]  # "_" is no wildcard
+    assert store.ids_starting_with("a%", 10) == ["a%4"]
+    assert store.ids_starting_with("a", 2) == ["a%4", "a_1"]  # the first two, in id order
+    assert store.ids_starting_with("z", 2) == []
+
+
+def test_purge_deletes_what_was_created_strictly_before_and_its_history(store: Store) -> None:
+    cutoff = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    transition("older", "finished", {}, at=cutoff - timedelta(microseconds=1000))
+    transition("at-cutoff", "finished", {}, at=cutoff)
+    transition("older-pending", "pending", {}, at=cutoff - timedelta(days=1))
+    assert store.purge(statuses=["finished"], before=cutoff, batch_size=10) == 1
+    assert getJob("older", "finished") is None and store.history("older") == []
+    assert getJob("at-cutoff", "finished") is not None
+    assert getJob("older-pending", "pending") is not None
+
+
+def test_a_message_appended_touches_the_job(store: Store) -> None:
+    created = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    transition("job", "running", {}, at=created)
+    later = created + timedelta(minutes=5)
+    assert store.append_message("job", "half way\n", later)
+    assert store.append_message("job", "nearly\n", later)
+    job = store.get("job")
+    assert job is not None and job.messages == "half way\nnearly\n" and job.updated_at == later
+    assert not store.append_message("nobody", "x\n", later)
+
+
+def test_a_purge_on_sqlite_waits_for_a_writer_instead_of_failing(tmp_path: Path) -> None:
+    """A write transaction on SQLite takes the write lock when it begins: one that read first
+    and then wanted to write while another connection writes would fail at once ("database
+    is locked") instead of waiting its turn."""
+    path = tmp_path / "jobs.sqlite3"
+    store = Store(f"sqlite:///{path}")
+    transition("old", "finished", {}, at=utcnow() - timedelta(days=2), store=store)
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute(f"UPDATE {JOBS_TABLE} SET name = 'held' WHERE id = 'old'")
+    outcome: list[object] = []
+    purging = threading.Thread(
+        target=lambda: outcome.append(
+            _or_error(lambda: store.purge(statuses=["finished"], before=utcnow(), batch_size=10))
+        )
+    )
+    purging.start()
+    purging.join(timeout=1.0)  # a purge that does not wait has failed by now
+    writer.execute("COMMIT")
+    writer.close()
+    purging.join(timeout=30)
+    assert outcome == [1]
+    store.dispose()
+
+
+def _or_error(call: Callable[[], object]) -> object:
+    try:
+        return call()
+    except StoreError as exc:
+        return exc

@@ -24,11 +24,14 @@ class FlakyStore:
         self.lock = threading.Lock()
         self.batches = 0
         self.refused = 0  # writes attempted while down
+        self.sizes: list[int] = []  # writes in each batch that committed
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:
         self.batches += 1
+        before = len(self.written)
         yield
+        self.sizes.append(len(self.written) - before)
 
     def write(self, label: str) -> Write:
         def perform() -> None:
@@ -39,6 +42,17 @@ class FlakyStore:
                 self.written.append(label)
 
         return Write(task_id=label, event="test write", perform=perform)
+
+
+def logged(caplog: pytest.LogCaptureFixture, level: int = logging.WARNING) -> list[str]:
+    return [record.getMessage() for record in caplog.records if record.levelno >= level]
+
+
+@pytest.fixture
+def batched() -> Iterator[None]:
+    recording.set_mode(Mode(batched=True, interval=0.01))
+    yield
+    recording.set_mode(Mode())
 
 
 def test_writes_go_straight_through_while_the_store_answers() -> None:
@@ -61,8 +75,13 @@ def test_an_outage_buffers_in_order_and_the_buffer_is_written_once_back(
         store.down.clear()
         assert recorder.drain(timeout=30) == 0
     assert store.written == ["a", "b", "c"]
-    assert "job store unreachable" in caplog.text
-    assert "reachable again" in caplog.text
+    assert logged(caplog) == [
+        "taskjobs: job store unreachable (database unreachable); buffering tracking writes in "
+        "memory (at most 10000) until it is back",
+        "taskjobs: job store reachable again; 3 buffered write(s) written",
+    ]
+    assert recorder.flusher is not None and recorder.flusher.daemon, "would hold the exit"
+    assert recorder.flusher.name == "taskjobs-writer"
 
 
 def test_writes_submitted_once_the_store_is_back_wait_behind_the_buffered_ones(
@@ -92,7 +111,10 @@ def test_a_full_buffer_drops_the_oldest_and_says_so(caplog: pytest.LogCaptureFix
         for label in "abc":
             recorder.submit(store.write(label))
     assert recorder.dropped == 1 and [w.task_id for w in recorder.buffer] == ["b", "c"]
-    assert "dropped the test write of task a" in caplog.text
+    assert logged(caplog) == [
+        "taskjobs: tracking buffer full (2 writes): dropped the test write of task a; "
+        "1 write(s) dropped since this process started"
+    ]
     store.down.clear()
     recorder.drain(timeout=30)
     assert store.written == ["b", "c"]
@@ -116,7 +138,10 @@ def test_drain_reports_what_could_not_be_written(caplog: pytest.LogCaptureFixtur
     recorder.submit(store.write("a"))
     with caplog.at_level(logging.ERROR, logger="taskjobs"):
         assert recorder.drain(timeout=0.2) == 1
-    assert "1 tracking write(s) could not be written" in caplog.text
+    assert logged(caplog, logging.ERROR) == [
+        "taskjobs: 1 tracking write(s) could not be written before this process stopped: the "
+        "job store was unreachable"
+    ]
     store.down.clear()
     recorder.drain(timeout=30)
 
@@ -161,4 +186,79 @@ def test_a_bad_write_in_a_batch_is_dropped_alone(caplog: pytest.LogCaptureFixtur
     finally:
         recording.set_mode(Mode())
     assert "a" in store.written and store.written[-1] == "c"
-    assert "dropped the test write of task bad" in caplog.text
+    assert "taskjobs: dropped the test write of task bad: value too long" in logged(caplog)
+
+
+def test_every_recorder_is_drained_at_exit_and_emptied_in_a_forked_child(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The process-wide hooks: ``drain_all`` (at exit) writes out every store's queue and
+    counts what is left; a forked child starts with every queue empty."""
+    monkeypatch.setattr(recording, "_recorders", {})  # this process's own recorders are kept
+    answering, down = FlakyStore(), FlakyStore()
+    for store in (answering, down):
+        store.down.set()
+        recording.recorder_for(store).submit(store.write("queued"))
+    answering.down.clear()
+    assert recording.drain_all(timeout=0.5) == 1  # the write for the store still down
+    assert answering.written == ["queued"]
+    recording._after_fork()
+    assert not recording.recorder_for(down).buffer
+
+
+def test_batched_writes_land_within_the_interval_without_being_asked(batched: None) -> None:
+    store = FlakyStore()
+    Recorder(store).submit(store.write("a"))
+    wait_for(lambda: store.written == ["a"], timeout=10, what="the batch to be written")
+
+
+def test_a_batch_holds_at_most_batch_size_writes(
+    batched: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(recording, "BATCH_SIZE", 2)
+    store = FlakyStore()
+    recorder = Recorder(store)
+    store.down.set()  # everything queues up while the store is down
+    for label in "abcde":
+        recorder.submit(store.write(label))
+    wait_for(lambda: store.refused, what="the writer's first attempt")
+    store.down.clear()
+    assert recorder.drain(timeout=30) == 0
+    assert store.written == list("abcde") and max(store.sizes) == 2
+
+
+def test_an_outage_in_batched_mode_is_logged_once_and_its_end_too(
+    batched: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = FlakyStore()
+    recorder = Recorder(store)
+    with caplog.at_level(logging.WARNING, logger="taskjobs"):
+        store.down.set()
+        recorder.submit(store.write("a"))
+        recorder.submit(store.write("b"))
+        wait_for(lambda: store.refused >= 2, what="two failed attempts")
+        store.down.clear()
+        assert recorder.drain(timeout=30) == 0
+    assert logged(caplog) == [
+        "taskjobs: job store unreachable (database unreachable); will retry",
+        "taskjobs: job store reachable again; 2 buffered write(s) written",
+    ]
+
+
+def test_a_write_that_fails_unexpectedly_is_dropped_with_its_traceback(
+    batched: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = FlakyStore()
+    recorder = Recorder(store)
+
+    def broken() -> None:
+        raise ValueError("boom")
+
+    with caplog.at_level(logging.ERROR, logger="taskjobs"):
+        recorder.submit(Write("bad", "test write", broken))
+        recorder.submit(store.write("ok"))
+        assert recorder.drain(timeout=30) == 0
+    assert store.written == ["ok"]
+    (record,) = caplog.records
+    assert record.getMessage() == "taskjobs: dropped the test write of task bad"
+    assert record.exc_info is not None and "boom" in str(record.exc_info[1])
