@@ -174,6 +174,7 @@ def test_a_worker_beats_from_ready_and_its_shutdown_ends_its_running_jobs(store:
     signals.worker_ready.send(sender=worker)
     try:
         assert heartbeat._heart is not None and heartbeat._heart.is_alive()
+        assert heartbeat._heart.name == "taskjobs-heartbeat-celery@signals"  # in thread dumps
         wait_for(lambda: [w["name"] for w in store.list_workers()] == ["celery@signals"],
                  what="the first heartbeat")  # fmt: skip
         signals.worker_ready.send(sender=Consumer("celery@other"))

@@ -8,7 +8,7 @@ import pytest
 
 from taskjobs.api.job import transition
 from taskjobs.model import utcnow
-from taskjobs.report import build_report
+from taskjobs.report import SLOW_LIMIT, build_report
 from taskjobs.store import Store
 
 pytestmark = pytest.mark.usefixtures("store")
@@ -123,16 +123,46 @@ def test_percentiles_with_one_and_two_values() -> None:
     assert (tasks["pair"].runtime_p50, tasks["pair"].runtime_p95) == (1.0, 2.0)
 
 
-def test_a_task_without_errors_fails_at_rate_zero_and_one_without_successes_has_no_throughput() -> (
-    None
-):
+def test_figures_of_tasks_and_workers_with_nothing_of_a_kind() -> None:
+    """A task without errors fails at rate 0; one without successes has no throughput; a
+    worker without errors failed none; a job without a name counts under ""."""
     moment = datetime(2026, 1, 1, tzinfo=timezone.utc)
-    transition("ok", "finished", {"name": "fine", "runtime": 1.0}, at=moment)
-    transition("bad", "error", {"name": "broken"}, at=moment)
-    report = build_report(since=moment, until=moment + timedelta(minutes=10))
+    transition("ok", "finished", {"name": "fine", "worker": "w-ok", "runtime": 1.0}, at=moment)
+    transition("bad", "error", {"name": "broken", "worker": "w-bad", "exc_type": "KeyError"},
+               at=moment)  # fmt: skip
+    transition("bad2", "error", {"name": "broken", "exc_type": "IndexError"}, at=moment)
+    transition("nameless", "pending", {}, at=moment)
+    until = moment + timedelta(minutes=10)
+    report = build_report(since=moment, until=until, slow_after=timedelta(minutes=3))
+    assert (report.since, report.until, report.slow_after) == (moment, until, 180.0)
     tasks = {task.name: task for task in report.tasks}
+    assert sorted(tasks) == ["", "broken", "fine"]
     assert (tasks["fine"].failure_rate, tasks["fine"].throughput_per_minute) == (0.0, 0.1)
     assert (tasks["broken"].failure_rate, tasks["broken"].throughput_per_minute) == (1.0, 0.0)
+    assert tasks[""].counts["pending"] == 1 and report.totals["pending"] == 1
+    workers = {w.worker: w for w in report.workers}
+    assert (workers["w-ok"].processed, workers["w-ok"].failed) == (1, 0)
+    assert (workers["w-bad"].processed, workers["w-bad"].failed) == (1, 1)
+    # Equally frequent errors are listed by name.
+    assert report.exceptions == [("IndexError", 1), ("KeyError", 1)]
+
+
+def test_throughput_over_a_window_shorter_than_a_second_counts_it_as_one() -> None:
+    moment = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    transition("ok", "finished", {"name": "fast"}, at=moment)
+    report = build_report(since=moment, until=moment + timedelta(milliseconds=500))
+    assert report.tasks[0].throughput_per_minute == 60.0
+
+
+def test_long_running_jobs_are_those_started_before_the_threshold_at_most_twenty() -> None:
+    now = utcnow()
+    for i in range(SLOW_LIMIT + 3):
+        started = now - timedelta(hours=1, minutes=i)
+        transition(f"slow{i:02d}", "running", {"started_at": started}, at=started)
+    transition("recent", "running", {"started_at": now - timedelta(minutes=5)}, at=now)
+    report = build_report(slow_after=timedelta(minutes=30))
+    oldest_first = [f"slow{i:02d}" for i in reversed(range(SLOW_LIMIT + 3))][:SLOW_LIMIT]
+    assert [job.id for job in report.long_running] == oldest_first
 
 
 def test_percentiles_are_the_nearest_rank_on_every_database() -> None:

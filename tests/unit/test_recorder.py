@@ -73,6 +73,9 @@ def test_an_outage_buffers_in_order_and_the_buffer_is_written_once_back(
             recorder.submit(store.write(label))
         assert store.written == [] and len(recorder.buffer) == 3
         store.down.clear()
+        # The writer retries by itself: no drain, no new write needed.
+        wait_for(lambda: store.written == ["a", "b", "c"], timeout=10,
+                 what="the buffered writes to land once the store is back")  # fmt: skip
         assert recorder.drain(timeout=30) == 0
     assert store.written == ["a", "b", "c"]
     assert logged(caplog) == [
@@ -262,3 +265,34 @@ def test_a_write_that_fails_unexpectedly_is_dropped_with_its_traceback(
     (record,) = caplog.records
     assert record.getMessage() == "taskjobs: dropped the test write of task bad"
     assert record.exc_info is not None and "boom" in str(record.exc_info[1])
+
+
+class GatedStore(FlakyStore):
+    """Holds its first batch open until ``gate`` is set, saying when it is inside."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inside, self.gate = threading.Event(), threading.Event()
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        with super().batch():
+            if not self.inside.is_set():
+                self.inside.set()
+                assert self.gate.wait(30)
+            yield
+
+
+def test_writes_queued_while_a_batch_runs_survive_the_buffer_overflowing(batched: None) -> None:
+    """The buffer drops its oldest write to make room while the writer is performing a batch
+    that holds that write: once the batch commits, the writer must take out of the buffer only
+    what it performed, never a newer write."""
+    store = GatedStore()
+    recorder = Recorder(store, capacity=2)
+    recorder.submit(store.write("a"))
+    recorder.submit(store.write("b"))
+    assert store.inside.wait(30)  # the writer is performing [a, b]
+    recorder.submit(store.write("c"))  # the buffer, full, drops a (already being written)
+    store.gate.set()
+    assert recorder.drain(timeout=30) == 0
+    assert store.written == ["a", "b", "c"]
