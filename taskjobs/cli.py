@@ -335,9 +335,9 @@ def workers(as_json: bool, url: str | None) -> None:
 @click.pass_context
 def reap(ctx: click.Context, timeout: timedelta | None, url: str | None) -> None:
     """Mark lost the running jobs of workers that stopped sending heartbeats."""
-    with clear_errors():
-        settings = ctx.meta.get(SETTINGS_KEY) or Settings.load()
     if timeout is None:
+        with clear_errors():
+            settings = ctx.meta.get(SETTINGS_KEY) or Settings.load()
         timeout = timedelta(seconds=settings.worker_timeout)
     store = use_store(url)
     with clear_errors():

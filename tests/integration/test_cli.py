@@ -179,6 +179,8 @@ def test_reap_takes_its_timeout_from_the_workers_setting(store: Store) -> None:
     assert "no worker has been silent for over 1m" in kept.output  # the 60 s default
     bad = runner.invoke(main, ["reap", "--db", url], env={"TASKJOBS_WORKER_TIMEOUT": "soon"})
     assert bad.exit_code == 1 and "TASKJOBS_WORKER_TIMEOUT" in bad.stderr, bad.output
+    given = ["reap", "--timeout", "1m", "--db", url]  # an explicit timeout needs no setting
+    assert runner.invoke(main, given, env={"TASKJOBS_WORKER_TIMEOUT": "soon"}).exit_code == 0
     assert findJob("on-quiet")[1] == "running"
     reaped = runner.invoke(main, ["reap", "--db", url], env={"TASKJOBS_WORKER_TIMEOUT": "5"})
     assert reaped.exit_code == 0 and "celery@quiet: silent, 1 running job marked lost" in (

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import weakref
 from datetime import timedelta
 from pathlib import Path
 
@@ -10,7 +12,7 @@ from celery import signals
 
 import taskjobs
 from taskjobs import liveness
-from taskjobs.api.job import getJob, getJobHistory, transition
+from taskjobs.api.job import findJob, getJob, getJobHistory, transition
 from taskjobs.celery import heartbeat
 from taskjobs.celery.heartbeat import Heart
 from taskjobs.model import (
@@ -170,6 +172,8 @@ def test_a_worker_beats_from_ready_and_its_shutdown_ends_its_running_jobs(store:
     warm one marks it stopped and stops its heartbeat."""
     import tests.celeryapp  # noqa: F401 - an installed app, whose settings the heartbeat uses
 
+    signals.worker_ready.send(sender=object())  # no hostname: nothing to beat for
+    assert heartbeat._heart is None
     worker = Consumer("celery@signals")
     signals.worker_ready.send(sender=worker)
     try:
@@ -190,6 +194,7 @@ def test_a_worker_beats_from_ready_and_its_shutdown_ends_its_running_jobs(store:
         assert (
             job is not None and "stopped by a cold shutdown while the task ran" in (job["messages"])
         )
+        transition("warm", "running", {"worker": "celery@signals"}, seq=order_key(0, STAGE_RUNNING))
     finally:
         heart = heartbeat._heart
         signals.worker_shutdown.send(sender=worker)
@@ -198,3 +203,35 @@ def test_a_worker_beats_from_ready_and_its_shutdown_ends_its_running_jobs(store:
     assert not heart.is_alive()
     (stopped,) = store.list_workers()
     assert stopped["stopped_at"] is not None
+    job = getJob("warm", "error")
+    assert job is not None and "shut down while the task ran" in job["messages"]
+
+
+def test_the_worker_receivers_are_connected_strongly_and_once() -> None:
+    heartbeat.connect()
+    heartbeat.connect()
+    for signal in (signals.worker_ready, signals.worker_shutting_down, signals.worker_shutdown,
+                   signals.worker_process_shutdown):  # fmt: skip
+        ours = [ref for key, ref in signal.receivers if str(key[0]).startswith("taskjobs.")]
+        assert len(ours) == 1, signal
+        assert callable(ours[0]) and not isinstance(ours[0], weakref.ReferenceType)
+
+
+def test_a_beating_worker_deletes_jobs_past_their_time_to_keep(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    now = utcnow()
+    transition("old", "finished", {}, at=now - timedelta(hours=2))
+    transition("old-error", "error", {}, at=now - timedelta(hours=2))
+    transition("new", "finished", {}, at=now)
+    settings = Settings.load({"taskjobs_keep_finished": 3600})
+    heart = Heart("celery@keeper", settings)
+    with caplog.at_level(logging.INFO, logger="taskjobs"):
+        heart.start()
+        try:
+            wait_for(lambda: findJob("old") == (None, None), what="the old job to be deleted")
+        finally:
+            heart.stop()
+            heart.join(timeout=30)
+    assert findJob("new")[1] == "finished" and findJob("old-error")[1] == "error"
+    assert "taskjobs: deleted 1 job(s) past their time to keep" in caplog.messages
