@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import weakref
 from datetime import timedelta
 from pathlib import Path
@@ -86,7 +87,7 @@ def test_a_heartbeat_revives_a_worker_marked_stopped(store: Store) -> None:
 
 
 def test_after_an_outage_longer_than_the_timeout_no_live_worker_is_judged_lost(
-    store: Store, database_url: str, tmp_path: Path
+    store: Store, database_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Every worker is silent during a store outage. The first worker to beat again must not
     mark the others' running jobs lost; only one that has beaten for a whole timeout since may
@@ -115,8 +116,16 @@ def test_after_an_outage_longer_than_the_timeout_no_live_worker_is_judged_lost(
     assert store.list_workers() and all(w["stopped_at"] is None for w in store.list_workers())
 
     # The second worker now dies: once the first has beaten for a timeout, it is judged.
-    wait_for(lambda: first.beat_and_reap() or getJob("job", "error"), timeout=10,
-             what="the silent worker's job to be marked lost")  # fmt: skip
+    with caplog.at_level(logging.WARNING, logger="taskjobs"):
+        wait_for(lambda: first.beat_and_reap() or getJob("job", "error"), timeout=10,
+                 what="the silent worker's job to be marked lost")  # fmt: skip
+    assert "taskjobs: heartbeat of worker celery@first failed" in caplog.messages
+    assert (
+        "taskjobs: worker celery@second sent no heartbeat for over 0.5s: 1 running job(s) "
+        "marked lost" in caplog.messages
+    )
+    beaten = {w["name"]: w for w in store.list_workers()}["celery@first"]
+    assert (beaten["hostname"], beaten["pid"]) == (os.uname().nodename, os.getpid())
     assert "celery@second sent no heartbeat" in getJob("job", "error")["messages"]  # type: ignore[index]
 
 
@@ -124,7 +133,8 @@ def test_each_function_acts_on_the_store_it_is_given(store: Store, tmp_path: Pat
     other = taskjobs.configure(f"sqlite:///{tmp_path}/other.sqlite3")  # the default elsewhere
     try:
         liveness.beat("celery@w", "h", 7, store)
-        assert [w["name"] for w in store.list_workers()] == ["celery@w"]
+        (beating,) = store.list_workers()
+        assert (beating["name"], beating["hostname"], beating["pid"]) == ("celery@w", "h", 7)
         store.heartbeat("celery@dead", hostname="h", pid=1, at=utcnow() - timedelta(seconds=120))
         transition("lost", "running", {"worker": "celery@dead"}, seq=order_key(0, STAGE_RUNNING),
                    store=store)  # fmt: skip
@@ -224,14 +234,72 @@ def test_a_beating_worker_deletes_jobs_past_their_time_to_keep(
     transition("old", "finished", {}, at=now - timedelta(hours=2))
     transition("old-error", "error", {}, at=now - timedelta(hours=2))
     transition("new", "finished", {}, at=now)
-    settings = Settings.load({"taskjobs_keep_finished": 3600})
+    transition("older-error", "error", {}, at=now - timedelta(hours=5))
+    settings = Settings.load({"taskjobs_keep_finished": 3600, "taskjobs_keep_error": 4 * 3600})
     heart = Heart("celery@keeper", settings)
+    assert heart.daemon and heart.interval == liveness.beat_interval(settings.worker_timeout)
     with caplog.at_level(logging.INFO, logger="taskjobs"):
         heart.start()
         try:
-            wait_for(lambda: findJob("old") == (None, None), what="the old job to be deleted")
+            wait_for(lambda: findJob("old") == findJob("older-error") == (None, None),
+                     what="the old jobs to be deleted")  # fmt: skip
         finally:
             heart.stop()
             heart.join(timeout=30)
     assert findJob("new")[1] == "finished" and findJob("old-error")[1] == "error"
-    assert "taskjobs: deleted 1 job(s) past their time to keep" in caplog.messages
+    assert "taskjobs: deleted 2 job(s) past their time to keep" in caplog.messages
+
+
+def test_a_presumed_end_is_recorded_whole_and_holds_against_older_events(store: Store) -> None:
+    """A reaped job ends at the presumed end of its own attempt, whatever stage it had
+    reached: older events of that attempt do not reopen it, a redelivery moves it on, its
+    true end wins. Its history gets one row; jobs it did not end get none."""
+    now = utcnow()
+    dead = {"worker": "celery@dead"}
+    store.heartbeat("celery@dead", hostname="h", pid=1, at=now - timedelta(seconds=120))
+    transition("retried", "running", {**dead, "retries": 5, "celery_state": "STARTED"},
+               seq=order_key(5, STAGE_RUNNING), message="started\n")  # fmt: skip
+    transition("redelivered", "running", dead, seq=order_key(0, STAGE_RUNNING_AGAIN))
+    transition("by-api", "running", dead)  # no order key: set through the documented API
+    transition("done", "finished", {**dead, "celery_state": "SUCCESS"},
+               seq=order_key(0, STAGE_ENDED), at=now)  # fmt: skip
+
+    assert store.reap(silent_since=now - timedelta(seconds=60), worker=None, at=now,
+                      reason="sent no heartbeat") == {"celery@dead": 3}  # fmt: skip
+    retried = store.get("retried")
+    assert retried is not None and retried.finished_at == now and retried.retries == 5
+    assert retried.messages.startswith("started\n[") and "celery@dead" in retried.messages
+    assert store.get("by-api").messages.startswith("[")  # type: ignore[union-attr]
+    *_, last = store.history("retried")
+    assert (last["status"], last["celery_state"], last["worker"], last["retries"], last["at"]) == (
+        "error",
+        "LOST",
+        "celery@dead",
+        5,
+        now,
+    )
+    assert [h["status"] for h in store.history("done")] == ["finished"]
+
+    transition("retried", "running", {}, seq=order_key(5, STAGE_RUNNING))
+    transition("redelivered", "pending", {}, seq=order_key(0, STAGE_RECEIVED_AGAIN))
+    transition("by-api", "running", {}, seq=order_key(0, STAGE_RUNNING))
+
+    def status(job_id: str) -> str:
+        job = store.get(job_id)
+        assert job is not None
+        return job.status
+
+    assert [status(i) for i in ("retried", "redelivered", "by-api")] == ["error"] * 3
+    transition("retried", "pending", {}, seq=order_key(5, STAGE_RECEIVED_AGAIN))
+    assert status("retried") == "pending"
+    transition("redelivered", "finished", {}, seq=order_key(0, STAGE_ENDED))
+    assert status("redelivered") == "finished"
+
+    # The worker comes back, runs another job and falls silent again: only that job gets a
+    # new history row.
+    store.heartbeat("celery@dead", hostname="h", pid=1, at=now)
+    transition("second", "running", dead, seq=order_key(0, STAGE_RUNNING))
+    later = now + timedelta(seconds=90)
+    assert store.reap(silent_since=later - timedelta(seconds=60), worker=None, at=later,
+                      reason="sent no heartbeat") == {"celery@dead": 1}  # fmt: skip
+    assert [h["status"] for h in store.history("by-api")] == ["running", "error"]

@@ -40,6 +40,15 @@ def test_celerys_own_reprs_do_not_replace_the_arguments() -> None:
     assert as_list == default
 
 
+def test_celerys_reprs_of_long_deep_or_retyped_arguments_are_still_its_own() -> None:
+    """Celery cuts its reprs at 1,024 characters and three levels; a tuple may arrive as a
+    list and a list as a tuple: the arguments are still stored, not the reprs."""
+    long, deep = ["x" * 3000], [[[[["deep"]]]]]
+    for args in (long, deep):
+        assert request(args, {}, argsrepr=saferepr(args, 1024))["args"] == args
+        assert request(tuple(args), {}, argsrepr=saferepr(list(args), 1024))["args"] == args
+
+
 def test_a_publishers_own_reprs_replace_the_arguments() -> None:
     stored = request((1,), {"card": "4242"}, argsrepr="(1,)", kwargsrepr="{'card': '****'}")
     assert stored == {"argsrepr": "(1,)", "kwargsrepr": "{'card': '****'}"}

@@ -63,8 +63,10 @@ def test_writes_go_straight_through_while_the_store_answers() -> None:
 
 
 def test_an_outage_buffers_in_order_and_the_buffer_is_written_once_back(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(recording, "FIRST_RETRY", 0.05)
+    monkeypatch.setattr(recording, "LONGEST_RETRY", 0.2)
     store = FlakyStore()
     recorder = Recorder(store)
     store.down.set()
@@ -72,6 +74,7 @@ def test_an_outage_buffers_in_order_and_the_buffer_is_written_once_back(
         for label in "abc":
             recorder.submit(store.write(label))
         assert store.written == [] and len(recorder.buffer) == 3
+        wait_for(lambda: store.refused >= 3, what="the writer to retry, backing off")
         store.down.clear()
         # The writer retries by itself: no drain, no new write needed.
         wait_for(lambda: store.written == ["a", "b", "c"], timeout=10,
@@ -111,16 +114,18 @@ def test_a_full_buffer_drops_the_oldest_and_says_so(caplog: pytest.LogCaptureFix
     recorder = Recorder(store, capacity=2)
     store.down.set()
     with caplog.at_level(logging.ERROR, logger="taskjobs"):
-        for label in "abc":
+        for label in "abcd":
             recorder.submit(store.write(label))
-    assert recorder.dropped == 1 and [w.task_id for w in recorder.buffer] == ["b", "c"]
+    assert recorder.dropped == 2 and [w.task_id for w in recorder.buffer] == ["c", "d"]
     assert logged(caplog) == [
         "taskjobs: tracking buffer full (2 writes): dropped the test write of task a; "
-        "1 write(s) dropped since this process started"
+        "1 write(s) dropped since this process started",
+        "taskjobs: tracking buffer full (2 writes): dropped the test write of task b; "
+        "2 write(s) dropped since this process started",
     ]
     store.down.clear()
     recorder.drain(timeout=30)
-    assert store.written == ["b", "c"]
+    assert store.written == ["c", "d"]
 
 
 def test_a_write_the_store_refuses_is_not_retried() -> None:
@@ -209,14 +214,17 @@ def test_every_recorder_is_drained_at_exit_and_emptied_in_a_forked_child(
     assert not recording.recorder_for(down).buffer
 
 
-def test_batched_writes_land_within_the_interval_without_being_asked(batched: None) -> None:
+def test_batched_writes_land_within_the_interval_without_being_asked(
+    batched: None, caplog: pytest.LogCaptureFixture
+) -> None:
     store = FlakyStore()
     Recorder(store).submit(store.write("a"))
     wait_for(lambda: store.written == ["a"], timeout=10, what="the batch to be written")
+    assert logged(caplog) == [], "nothing to say when the store answers"
 
 
 def test_a_batch_holds_at_most_batch_size_writes(
-    batched: None, monkeypatch: pytest.MonkeyPatch
+    batched: None, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setattr(recording, "BATCH_SIZE", 2)
     store = FlakyStore()
@@ -228,6 +236,7 @@ def test_a_batch_holds_at_most_batch_size_writes(
     store.down.clear()
     assert recorder.drain(timeout=30) == 0
     assert store.written == list("abcde") and max(store.sizes) == 2
+    assert logged(caplog)[-1] == "taskjobs: job store reachable again; 5 buffered write(s) written"
 
 
 def test_an_outage_in_batched_mode_is_logged_once_and_its_end_too(
@@ -242,6 +251,8 @@ def test_an_outage_in_batched_mode_is_logged_once_and_its_end_too(
         wait_for(lambda: store.refused >= 2, what="two failed attempts")
         store.down.clear()
         assert recorder.drain(timeout=30) == 0
+        recorder.submit(store.write("c"))  # business as usual: nothing more to say
+        wait_for(lambda: store.written == ["a", "b", "c"], what="the next batch")
     assert logged(caplog) == [
         "taskjobs: job store unreachable (database unreachable); will retry",
         "taskjobs: job store reachable again; 2 buffered write(s) written",
@@ -296,3 +307,12 @@ def test_writes_queued_while_a_batch_runs_survive_the_buffer_overflowing(batched
     store.gate.set()
     assert recorder.drain(timeout=30) == 0
     assert store.written == ["a", "b", "c"]
+
+
+def test_each_store_has_one_recorder_of_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(recording, "_recorders", {})
+    first, second = FlakyStore(), FlakyStore()
+    recorder = recording.recorder_for(first)
+    assert recording.recorder_for(first) is recorder and recorder.store is first
+    other = recording.recorder_for(second)
+    assert other is not recorder and other.store is second
