@@ -445,3 +445,15 @@ def _or_error(call: Callable[[], object]) -> object:
         return call()
     except StoreError as exc:
         return exc
+
+
+def test_jobs_written_at_the_same_moment_keep_their_own_history(store: Store) -> None:
+    moment = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    for job_id in ("a", "b", "c"):
+        transition(job_id, "pending", {"worker": f"w-{job_id}"}, at=moment)
+    transition("a", "running", {}, at=moment)
+    assert [(h["status"], h["worker"]) for h in store.history("a")] == [
+        ("pending", "w-a"),
+        ("running", "w-a"),
+    ]
+    assert [(h["status"], h["worker"]) for h in store.history("b")] == [("pending", "w-b")]
