@@ -242,7 +242,7 @@ def test_bad_listing_arguments_are_refused() -> None:
             getJobs(limit=bad)
     with pytest.raises(ValueError, match="since"):
         getJobs(since="yesterday")
-    with pytest.raises(ValueError, match="'nope'.*cursor"):
+    with pytest.raises(ValueError, match="'nope'.*cursor.*pass the id of the last job of the"):
         getJobs(after="nope")
 
 

@@ -449,11 +449,26 @@ def _or_error(call: Callable[[], object]) -> object:
 
 def test_jobs_written_at_the_same_moment_keep_their_own_history(store: Store) -> None:
     moment = datetime(2026, 1, 1, tzinfo=timezone.utc)
-    for job_id in ("a", "b", "c"):
-        transition(job_id, "pending", {"worker": f"w-{job_id}"}, at=moment)
-    transition("a", "running", {}, at=moment)
+    fresh = Store(store.url)  # built here, not inherited: its statements are built anew
+    with fresh.batch():
+        for job_id in ("a", "b", "c"):
+            transition(job_id, "pending", {"worker": f"w-{job_id}"}, at=moment, store=fresh)
+    transition("a", "running", {}, at=moment, store=fresh)
+    fresh.dispose()
     assert [(h["status"], h["worker"]) for h in store.history("a")] == [
         ("pending", "w-a"),
         ("running", "w-a"),
     ]
     assert [(h["status"], h["worker"]) for h in store.history("b")] == [("pending", "w-b")]
+
+
+def test_deleting_a_job_deletes_its_history_and_only_its(store: Store) -> None:
+    transition("gone", "pending", {})
+    transition("kept", "pending", {})
+    assert store.delete("gone") is True and store.delete("gone") is False
+    assert store.history("gone") == [] and len(store.history("kept")) == 1
+
+
+def test_reading_the_revision_of_an_unreachable_database_says_so() -> None:
+    with pytest.raises(StoreError, match="could not read the schema revision in"):
+        store_for("postgresql://nobody@127.0.0.1:1/nowhere").revision()

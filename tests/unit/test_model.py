@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timezone
 
 import pytest
@@ -18,6 +19,7 @@ from taskjobs.model import (
     STAGE_RUNNING_AGAIN,
     STATES,
     Job,
+    check_datetime,
     check_job_id,
     check_state,
     encode_data,
@@ -133,3 +135,17 @@ def test_queue_wait_needs_both_times() -> None:
     started = datetime(2026, 1, 1, 0, 0, 2, 500000, tzinfo=timezone.utc)
     assert Job(id="1", created_at=created, started_at=started).queue_wait == 2.5
     assert Job(id="1", created_at=created).queue_wait is None
+
+
+def test_the_last_hour_of_year_9999_is_in_range_whatever_the_local_time_zone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    last = datetime(9999, 12, 31, 23, 0, tzinfo=timezone.utc)
+    monkeypatch.setenv("TZ", "Asia/Tokyo")  # where that hour is already year 10000
+    time.tzset()
+    try:
+        assert check_datetime("eta", last) == last
+        assert check_datetime("eta", "9999-12-31T23:59:59") == last.replace(minute=59, second=59)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
