@@ -415,28 +415,42 @@ def test_a_message_appended_touches_the_job(store: Store) -> None:
     assert not store.append_message("nobody", "x\n", later)
 
 
-def test_a_purge_on_sqlite_waits_for_a_writer_instead_of_failing(tmp_path: Path) -> None:
+def _purge_old(store: Store) -> object:
+    return store.purge(statuses=["finished"], before=utcnow(), batch_size=10)
+
+
+def _reap_silent(store: Store) -> object:
+    now = utcnow()
+    return store.reap(silent_since=now - timedelta(minutes=1), worker=None, at=now, reason="x")
+
+
+@pytest.mark.parametrize(("operation", "expected"), [
+    (_purge_old, 1),
+    (_reap_silent, {"celery@silent": 1}),
+])  # fmt: skip
+def test_read_then_write_operations_on_sqlite_wait_for_a_writer_instead_of_failing(
+    tmp_path: Path, operation: Callable[[Store], object], expected: object
+) -> None:
     """A write transaction on SQLite takes the write lock when it begins: one that read first
     and then wanted to write while another connection writes would fail at once ("database
     is locked") instead of waiting its turn."""
     path = tmp_path / "jobs.sqlite3"
     store = Store(f"sqlite:///{path}")
-    transition("old", "finished", {}, at=utcnow() - timedelta(days=2), store=store)
+    long_ago = utcnow() - timedelta(days=2)
+    transition("old", "finished", {}, at=long_ago, store=store)
+    store.heartbeat("celery@silent", hostname="h", pid=1, at=long_ago)
+    transition("lost", "running", {"worker": "celery@silent"}, at=long_ago, store=store)
     writer = sqlite3.connect(path, isolation_level=None)
     writer.execute("BEGIN IMMEDIATE")
     writer.execute(f"UPDATE {JOBS_TABLE} SET name = 'held' WHERE id = 'old'")
     outcome: list[object] = []
-    purging = threading.Thread(
-        target=lambda: outcome.append(
-            _or_error(lambda: store.purge(statuses=["finished"], before=utcnow(), batch_size=10))
-        )
-    )
-    purging.start()
-    purging.join(timeout=1.0)  # a purge that does not wait has failed by now
+    running = threading.Thread(target=lambda: outcome.append(_or_error(lambda: operation(store))))
+    running.start()
+    running.join(timeout=1.0)  # one that does not wait has failed by now
     writer.execute("COMMIT")
     writer.close()
-    purging.join(timeout=30)
-    assert outcome == [1]
+    running.join(timeout=30)
+    assert outcome == [expected]
     store.dispose()
 
 
