@@ -80,6 +80,8 @@ def test_an_outage_buffers_in_order_and_the_buffer_is_written_once_back(
         wait_for(lambda: store.written == ["a", "b", "c"], timeout=10,
                  what="the buffered writes to land once the store is back")  # fmt: skip
         assert recorder.drain(timeout=30) == 0
+        # The writer says so once its queue is empty, just after drain() saw it empty.
+        wait_for(lambda: len(logged(caplog)) == 2, what="the writer to say the store is back")
     assert store.written == ["a", "b", "c"]
     assert logged(caplog) == [
         "taskjobs: job store unreachable (database unreachable); buffering tracking writes in "
@@ -236,7 +238,8 @@ def test_a_batch_holds_at_most_batch_size_writes(
     store.down.clear()
     assert recorder.drain(timeout=30) == 0
     assert store.written == list("abcde") and max(store.sizes) == 2
-    assert logged(caplog)[-1] == "taskjobs: job store reachable again; 5 buffered write(s) written"
+    back = "taskjobs: job store reachable again; 5 buffered write(s) written"
+    wait_for(lambda: back in logged(caplog), what="the writer to say the store is back")
 
 
 def test_an_outage_in_batched_mode_is_logged_once_and_its_end_too(
