@@ -92,6 +92,7 @@ def test_after_an_outage_longer_than_the_timeout_no_live_worker_is_judged_lost(
     """Every worker is silent during a store outage. The first worker to beat again must not
     mark the others' running jobs lost; only one that has beaten for a whole timeout since may
     judge, and then a worker that stays silent is lost."""
+    caplog.set_level(logging.WARNING, logger="taskjobs")
     timeout = 0.5
     settings = Settings.load({"taskjobs_worker_timeout": timeout})
     first, second = Heart("celery@first", settings), Heart("celery@second", settings)
@@ -116,9 +117,8 @@ def test_after_an_outage_longer_than_the_timeout_no_live_worker_is_judged_lost(
     assert store.list_workers() and all(w["stopped_at"] is None for w in store.list_workers())
 
     # The second worker now dies: once the first has beaten for a timeout, it is judged.
-    with caplog.at_level(logging.WARNING, logger="taskjobs"):
-        wait_for(lambda: first.beat_and_reap() or getJob("job", "error"), timeout=10,
-                 what="the silent worker's job to be marked lost")  # fmt: skip
+    wait_for(lambda: first.beat_and_reap() or getJob("job", "error"), timeout=10,
+             what="the silent worker's job to be marked lost")  # fmt: skip
     assert "taskjobs: heartbeat of worker celery@first failed" in caplog.messages
     assert (
         "taskjobs: worker celery@second sent no heartbeat for over 0.5s: 1 running job(s) "

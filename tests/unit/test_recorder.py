@@ -220,9 +220,10 @@ def test_batched_writes_land_within_the_interval_without_being_asked(
     batched: None, caplog: pytest.LogCaptureFixture
 ) -> None:
     store = FlakyStore()
-    Recorder(store).submit(store.write("a"))
-    wait_for(lambda: store.written == ["a"], timeout=10, what="the batch to be written")
-    assert logged(caplog) == [], "nothing to say when the store answers"
+    with caplog.at_level(logging.INFO, logger="taskjobs"):
+        Recorder(store).submit(store.write("a"))
+        wait_for(lambda: store.written == ["a"], timeout=10, what="the batch to be written")
+    assert logged(caplog, logging.INFO) == [], "nothing to say when the store answers"
 
 
 def test_a_batch_holds_at_most_batch_size_writes(
@@ -232,14 +233,15 @@ def test_a_batch_holds_at_most_batch_size_writes(
     store = FlakyStore()
     recorder = Recorder(store)
     store.down.set()  # everything queues up while the store is down
-    for label in "abcde":
-        recorder.submit(store.write(label))
-    wait_for(lambda: store.refused, what="the writer's first attempt")
-    store.down.clear()
-    assert recorder.drain(timeout=30) == 0
+    with caplog.at_level(logging.WARNING, logger="taskjobs"):
+        for label in "abcde":
+            recorder.submit(store.write(label))
+        wait_for(lambda: store.refused, what="the writer's first attempt")
+        store.down.clear()
+        assert recorder.drain(timeout=30) == 0
+        back = "taskjobs: job store reachable again; 5 buffered write(s) written"
+        wait_for(lambda: back in logged(caplog), what="the writer to say the store is back")
     assert store.written == list("abcde") and max(store.sizes) == 2
-    back = "taskjobs: job store reachable again; 5 buffered write(s) written"
-    wait_for(lambda: back in logged(caplog), what="the writer to say the store is back")
 
 
 def test_an_outage_in_batched_mode_is_logged_once_and_its_end_too(
