@@ -218,10 +218,15 @@ def test_a_worker_beats_from_ready_and_its_shutdown_ends_its_running_jobs(store:
 
 
 def test_the_worker_receivers_are_connected_strongly_and_once() -> None:
+    watched = (signals.worker_ready, signals.worker_shutting_down, signals.worker_shutdown,
+               signals.worker_process_shutdown)  # fmt: skip
+    for signal in watched:  # as in a process where nothing connected them yet
+        for key, _ in list(signal.receivers):
+            if str(key[0]).startswith("taskjobs."):
+                signal.disconnect(dispatch_uid=key[0])
     heartbeat.connect()
     heartbeat.connect()
-    for signal in (signals.worker_ready, signals.worker_shutting_down, signals.worker_shutdown,
-                   signals.worker_process_shutdown):  # fmt: skip
+    for signal in watched:
         ours = [ref for key, ref in signal.receivers if str(key[0]).startswith("taskjobs.")]
         assert len(ours) == 1, signal
         assert callable(ours[0]) and not isinstance(ours[0], weakref.ReferenceType)
@@ -235,7 +240,8 @@ def test_a_beating_worker_deletes_jobs_past_their_time_to_keep(
     transition("old-error", "error", {}, at=now - timedelta(hours=2))
     transition("new", "finished", {}, at=now)
     transition("older-error", "error", {}, at=now - timedelta(hours=5))
-    settings = Settings.load({"taskjobs_keep_finished": 3600, "taskjobs_keep_error": 4 * 3600})
+    settings = Settings.load({"taskjobs_keep_finished": 3600, "taskjobs_keep_error": 4 * 3600,
+                              "taskjobs_worker_timeout": 1.2})  # a beat every 0.2 s  # fmt: skip
     heart = Heart("celery@keeper", settings)
     assert heart.daemon and heart.interval == liveness.beat_interval(settings.worker_timeout)
     with caplog.at_level(logging.INFO, logger="taskjobs"):
@@ -243,6 +249,10 @@ def test_a_beating_worker_deletes_jobs_past_their_time_to_keep(
         try:
             wait_for(lambda: findJob("old") == findJob("older-error") == (None, None),
                      what="the old jobs to be deleted")  # fmt: skip
+            (after_expiry,) = store.list_workers()
+            # It goes on beating after deleting.
+            wait_for(lambda: store.list_workers()[0]["last_seen"] > after_expiry["last_seen"],
+                     what="the next heartbeat")  # fmt: skip
         finally:
             heart.stop()
             heart.join(timeout=30)
