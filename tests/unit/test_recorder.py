@@ -79,7 +79,7 @@ def test_an_outage_buffers_in_order_and_the_buffer_is_written_once_back(
         # The writer retries by itself: no drain, no new write needed.
         wait_for(lambda: store.written == ["a", "b", "c"], timeout=10,
                  what="the buffered writes to land once the store is back")  # fmt: skip
-        assert recorder.drain(timeout=30) == 0
+        assert recorder.drain(timeout=10) == 0
         # The writer says so once its queue is empty, just after drain() saw it empty.
         wait_for(lambda: len(logged(caplog)) == 2, what="the writer to say the store is back")
     assert store.written == ["a", "b", "c"]
@@ -107,7 +107,7 @@ def test_writes_submitted_once_the_store_is_back_wait_behind_the_buffered_ones(
     store.down.clear()
     recorder.submit(store.write("c"))
     assert store.written == [], "c was written before the buffered a and b"
-    assert recorder.drain(timeout=30) == 0
+    assert recorder.drain(timeout=10) == 0
     assert store.written == ["a", "b", "c"]
 
 
@@ -126,7 +126,7 @@ def test_a_full_buffer_drops_the_oldest_and_says_so(caplog: pytest.LogCaptureFix
         "2 write(s) dropped since this process started",
     ]
     store.down.clear()
-    recorder.drain(timeout=30)
+    recorder.drain(timeout=10)
     assert store.written == ["c", "d"]
 
 
@@ -153,7 +153,7 @@ def test_drain_reports_what_could_not_be_written(caplog: pytest.LogCaptureFixtur
         "job store was unreachable"
     ]
     store.down.clear()
-    recorder.drain(timeout=30)
+    recorder.drain(timeout=10)
 
 
 def test_a_forked_child_starts_with_an_empty_buffer() -> None:
@@ -172,7 +172,7 @@ def test_batched_mode_queues_every_write_and_writes_them_in_order() -> None:
         recorder = Recorder(store)
         for label in "abcdef":
             recorder.submit(store.write(label))
-        assert recorder.drain(timeout=30) == 0
+        assert recorder.drain(timeout=10) == 0
     finally:
         recording.set_mode(Mode())
     assert store.written == list("abcdef")
@@ -192,7 +192,7 @@ def test_a_bad_write_in_a_batch_is_dropped_alone(caplog: pytest.LogCaptureFixtur
             recorder.submit(store.write("a"))
             recorder.submit(Write("bad", "test write", refused))
             recorder.submit(store.write("c"))
-            assert recorder.drain(timeout=30) == 0
+            assert recorder.drain(timeout=10) == 0
     finally:
         recording.set_mode(Mode())
     assert "a" in store.written and store.written[-1] == "c"
@@ -238,7 +238,7 @@ def test_a_batch_holds_at_most_batch_size_writes(
             recorder.submit(store.write(label))
         wait_for(lambda: store.refused, what="the writer's first attempt")
         store.down.clear()
-        assert recorder.drain(timeout=30) == 0
+        assert recorder.drain(timeout=10) == 0
         back = "taskjobs: job store reachable again; 5 buffered write(s) written"
         wait_for(lambda: back in logged(caplog), what="the writer to say the store is back")
     assert store.written == list("abcde") and max(store.sizes) == 2
@@ -255,7 +255,7 @@ def test_an_outage_in_batched_mode_is_logged_once_and_its_end_too(
         recorder.submit(store.write("b"))
         wait_for(lambda: store.refused >= 2, what="two failed attempts")
         store.down.clear()
-        assert recorder.drain(timeout=30) == 0
+        assert recorder.drain(timeout=10) == 0
         recorder.submit(store.write("c"))  # business as usual: nothing more to say
         wait_for(lambda: store.written == ["a", "b", "c"], what="the next batch")
     assert logged(caplog) == [
@@ -276,7 +276,7 @@ def test_a_write_that_fails_unexpectedly_is_dropped_with_its_traceback(
     with caplog.at_level(logging.ERROR, logger="taskjobs"):
         recorder.submit(Write("bad", "test write", broken))
         recorder.submit(store.write("ok"))
-        assert recorder.drain(timeout=30) == 0
+        assert recorder.drain(timeout=10) == 0
     assert store.written == ["ok"]
     (record,) = caplog.records
     assert record.getMessage() == "taskjobs: dropped the test write of task bad"
@@ -310,7 +310,7 @@ def test_writes_queued_while_a_batch_runs_survive_the_buffer_overflowing(batched
     assert store.inside.wait(30)  # the writer is performing [a, b]
     recorder.submit(store.write("c"))  # the buffer, full, drops a (already being written)
     store.gate.set()
-    assert recorder.drain(timeout=30) == 0
+    assert recorder.drain(timeout=10) == 0
     assert store.written == ["a", "b", "c"]
 
 
