@@ -162,3 +162,6 @@ def test_delivery_stamps_order_after_the_message_being_processed() -> None:
         "a publisher clock behind still orders after"
     )
     assert delivery_stamp(now, after=ahead - 10**7) == delivery_stamp(now)
+    assert delivery_stamp(now, after=delivery_stamp(now)) == delivery_stamp(now) + 1, (
+        "a message published in the same microsecond as the one being processed"
+    )

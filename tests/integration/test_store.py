@@ -486,3 +486,23 @@ def test_deleting_a_job_deletes_its_history_and_only_its(store: Store) -> None:
 def test_reading_the_revision_of_an_unreachable_database_says_so() -> None:
     with pytest.raises(StoreError, match="could not read the schema revision in"):
         store_for("postgresql://nobody@127.0.0.1:1/nowhere").revision()
+
+
+def test_database_errors_read_as_one_line_and_say_whether_to_retry() -> None:
+    from taskjobs.store import _reason, _unreachable
+
+    pool = sa.exc.TimeoutError("QueuePool limit of size 5 overflow 10 reached")
+    assert _reason(pool) == "QueuePool limit of size 5 overflow 10 reached" and _unreachable(pool)
+    wordy = sa.exc.OperationalError("SELECT 1", {}, Exception("x\n  y " + "z" * 600))
+    assert _reason(wordy).startswith("x y zzz") and len(_reason(wordy)) == 500
+    gone = sa.exc.DBAPIError("SELECT 1", {}, Exception("gone"), connection_invalidated=True)
+    assert _reason(gone) == "gone" and _unreachable(gone)
+    bad = sa.exc.DBAPIError("SELECT 1", {}, Exception("value too long"))
+    assert not _unreachable(bad) and not _unreachable(sa.exc.IntegrityError("", {}, Exception()))
+
+
+def test_workers_are_listed_most_recently_seen_first(store: Store) -> None:
+    now = utcnow()
+    for name, ago in (("celery@b", 30), ("celery@a", 10), ("celery@c", 20)):
+        store.heartbeat(name, hostname="h", pid=1, at=now - timedelta(seconds=ago))
+    assert [w["name"] for w in store.list_workers()] == ["celery@a", "celery@c", "celery@b"]

@@ -321,3 +321,18 @@ def test_each_store_has_one_recorder_of_its_own(monkeypatch: pytest.MonkeyPatch)
     assert recording.recorder_for(first) is recorder and recorder.store is first
     other = recording.recorder_for(second)
     assert other is not recorder and other.store is second
+
+
+def test_a_second_outage_is_ridden_out_like_the_first(batched: None) -> None:
+    """The writer of a batched process lives on after an outage: the next one must be retried
+    by itself again, not wait for the process to exit."""
+    store = FlakyStore()
+    recorder = Recorder(store)
+    for label in "ab":
+        store.down.set()
+        refused = store.refused
+        recorder.submit(store.write(label))
+        wait_for(lambda r=refused: store.refused > r, what="a failed attempt")
+        store.down.clear()
+        wait_for(lambda n=label: n in store.written, timeout=10,
+                 what=f"{label} to land once the store is back")  # fmt: skip
