@@ -143,6 +143,9 @@ def test_queued_jobs_are_only_the_old_enough_unreceived_pending_ones_with_a_queu
     ended = store.presume_queued_ended(ids=["q-2", "taken", "done", "young"], created_before=cutoff,
                                        celery_state="VANISHED", note="gone", at=now)  # fmt: skip
     assert ended == 1 and getJob("q-2", "error")["celery_state"] == "VANISHED"  # type: ignore[index]
+    # A presumed end: a late event of an earlier stage does not reopen the job.
+    transition("q-2", "pending", {"received_at": now}, seq=order_key(0, STAGE_RECEIVED))
+    assert getJob("q-2", "error") is not None
     assert store.presume_queued_ended(ids=[], created_before=now, celery_state="VANISHED",
                                       note="gone", at=now) == 0  # fmt: skip
     assert {job.id for job in store.select(status="pending", limit=10)} == {

@@ -29,6 +29,20 @@ from taskjobs.store import Store
 from tests.waiting import wait_for
 
 
+def test_one_reap_of_several_silent_workers_writes_one_history_row_per_job(
+    store: Store,
+) -> None:
+    now = utcnow()
+    for worker in ("celery@one", "celery@two"):
+        store.heartbeat(worker, hostname="h", pid=1, at=now - timedelta(seconds=120))
+        transition(f"on-{worker}", "running", {"worker": worker},
+                   seq=order_key(0, STAGE_RUNNING))  # fmt: skip
+    marked = liveness.reap(60, store)
+    assert marked == {"celery@one": 1, "celery@two": 1}
+    for worker in marked:
+        assert [h["status"] for h in store.history(f"on-{worker}")] == ["running", "error"]
+
+
 def test_silent_workers_running_jobs_are_marked_lost_once(store: Store) -> None:
     now = utcnow()
     store.heartbeat("celery@dead", hostname="h1", pid=1, at=now - timedelta(seconds=120))

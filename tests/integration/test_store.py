@@ -211,6 +211,12 @@ def test_bad_urls_are_configuration_errors(url: str, fragment: str) -> None:
         taskjobs.configure(url)
 
 
+def test_a_store_shows_its_url_without_the_password() -> None:
+    assert repr(Store("postgresql://app:s3cret@db.example/jobs")) == (
+        "Store('postgresql+psycopg://app:***@db.example/jobs')"
+    )
+
+
 def test_passwords_never_appear_in_errors() -> None:
     store = store_for("postgresql://user:s3cret@127.0.0.1:1/db")
     with pytest.raises(StoreError) as caught:

@@ -145,6 +145,8 @@ def test_the_last_hour_of_year_9999_is_in_range_whatever_the_local_time_zone(
     time.tzset()
     try:
         assert check_datetime("eta", last) == last
+        first = datetime(1000, 1, 1, tzinfo=timezone.utc)
+        assert check_datetime("eta", first) == first
         assert check_datetime("eta", "9999-12-31T23:59:59") == last.replace(minute=59, second=59)
     finally:
         monkeypatch.undo()
