@@ -474,12 +474,20 @@ def test_jobs_written_at_the_same_moment_keep_their_own_history(store: Store) ->
         for job_id in ("a", "b", "c"):
             transition(job_id, "pending", {"worker": f"w-{job_id}"}, at=moment, store=fresh)
     transition("a", "running", {}, at=moment, store=fresh)
+    # An event older than the row changes nothing, so it leaves no history either. (It comes
+    # later: an event that ties the row's last change to the microsecond is logged again.)
+    later = moment + timedelta(seconds=1)
+    transition("b", "running", {}, seq=order_key(0, STAGE_RUNNING), at=moment, store=fresh)
+    transition("b", "pending", {}, seq=order_key(0, STAGE_PUBLISHED), at=later, store=fresh)
     fresh.dispose()
     assert [(h["status"], h["worker"]) for h in store.history("a")] == [
         ("pending", "w-a"),
         ("running", "w-a"),
     ]
-    assert [(h["status"], h["worker"]) for h in store.history("b")] == [("pending", "w-b")]
+    assert [(h["status"], h["worker"]) for h in store.history("b")] == [
+        ("pending", "w-b"),
+        ("running", "w-b"),
+    ]
 
 
 def test_deleting_a_job_deletes_its_history_and_only_its(store: Store) -> None:
@@ -512,3 +520,25 @@ def test_workers_are_listed_most_recently_seen_first(store: Store) -> None:
     for name, ago in (("celery@b", 30), ("celery@a", 10), ("celery@c", 20)):
         store.heartbeat(name, hostname="h", pid=1, at=now - timedelta(seconds=ago))
     assert [w["name"] for w in store.list_workers()] == ["celery@a", "celery@c", "celery@b"]
+
+
+def test_a_lifecycle_event_applies_to_a_job_the_api_wrote_without_order(store: Store) -> None:
+    """Jobs made by the documented functions carry no order key: the first lifecycle event,
+    with or without a delivery stamp, applies to them."""
+    for job_id, delivery in (("plain", None), ("stamped", 1_700_000_000_000_000)):
+        transition(job_id, "pending", {"name": "made by hand"})
+        transition(job_id, "running", {"worker": "w"}, seq=order_key(0, STAGE_RUNNING),
+                   delivery=delivery)  # fmt: skip
+        job = store.get(job_id)
+        assert job is not None and (job.status, job.worker) == ("running", "w"), job_id
+
+
+def test_a_stamped_delivery_starts_over_a_job_whose_delivery_was_not_stamped(
+    store: Store,
+) -> None:
+    """A job recorded from a message without a delivery stamp (a publisher without
+    taskjobs) ended; the same id comes back stamped: the new delivery starts the job over."""
+    transition("reused", "finished", {}, seq=order_key(0, STAGE_ENDED))
+    transition("reused", "pending", {}, seq=order_key(0, STAGE_PUBLISHED), delivery=1)
+    job = store.get("reused")
+    assert job is not None and job.status == "pending"
