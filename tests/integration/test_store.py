@@ -542,3 +542,20 @@ def test_a_stamped_delivery_starts_over_a_job_whose_delivery_was_not_stamped(
     transition("reused", "pending", {}, seq=order_key(0, STAGE_PUBLISHED), delivery=1)
     job = store.get("reused")
     assert job is not None and job.status == "pending"
+
+
+def test_a_repeated_event_of_a_delivery_is_applied_once(store: Store) -> None:
+    stamp = 1_700_000_000_000_000
+    for _ in range(2):  # Celery may send the same failure twice
+        transition("twice", "error", {}, seq=order_key(0, STAGE_ENDED), delivery=stamp,
+                   message="boom\n", at=utcnow())  # fmt: skip
+    job = store.get("twice")
+    assert job is not None and job.messages == "boom\n"
+    assert [h["status"] for h in store.history("twice")] == ["error"]
+
+
+def test_a_stage_event_applies_to_a_job_the_api_wrote_without_order(store: Store) -> None:
+    transition("by-hand", "pending", {})
+    transition("by-hand", "running", {"worker": "w"}, stage=STAGE_RUNNING)
+    job = store.get("by-hand")
+    assert job is not None and (job.status, job.worker) == ("running", "w")

@@ -151,3 +151,12 @@ def test_the_last_hour_of_year_9999_is_in_range_whatever_the_local_time_zone(
     finally:
         monkeypatch.undo()
         time.tzset()
+
+
+def test_unknown_fields_are_named_with_every_valid_one() -> None:
+    from taskjobs.model import WRITABLE_FIELDS, encode_data
+
+    with pytest.raises(InvalidInputError) as caught:
+        encode_data({"colour": 1, "age": 2, "name": "kept"})
+    valid = ", ".join(sorted(WRITABLE_FIELDS))
+    assert str(caught.value) == f"unknown job field(s) 'age', 'colour': valid fields are {valid}"
