@@ -498,8 +498,17 @@ def test_deleting_a_job_deletes_its_history_and_only_its(store: Store) -> None:
 
 
 def test_reading_the_revision_of_an_unreachable_database_says_so() -> None:
+    unreachable = store_for("postgresql://nobody@127.0.0.1:1/nowhere")
     with pytest.raises(StoreError, match="could not read the schema revision in"):
-        store_for("postgresql://nobody@127.0.0.1:1/nowhere").revision()
+        unreachable.revision()
+    with pytest.raises(StoreError, match="could not upgrade the schema in"):
+        unreachable.upgrade()
+
+
+def test_urls_that_differ_only_in_their_password_get_stores_of_their_own() -> None:
+    first = store_for("postgresql://app:one@127.0.0.1:1/jobs")
+    assert store_for("postgresql://app:one@127.0.0.1:1/jobs") is first
+    assert store_for("postgresql://app:two@127.0.0.1:1/jobs") is not first
 
 
 def test_database_errors_read_as_one_line_and_say_whether_to_retry() -> None:

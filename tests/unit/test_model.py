@@ -160,3 +160,30 @@ def test_unknown_fields_are_named_with_every_valid_one() -> None:
         encode_data({"colour": 1, "age": 2, "name": "kept"})
     valid = ", ".join(sorted(WRITABLE_FIELDS))
     assert str(caught.value) == f"unknown job field(s) 'age', 'colour': valid fields are {valid}"
+
+
+def test_id_and_status_in_the_data_do_not_hide_the_fields_after_them() -> None:
+    from taskjobs.model import encode_data
+
+    assert encode_data({"id": "x", "status": "pending", "name": "n", "user": "u"}) == {
+        "name": "n",
+        "user": "u",
+    }
+
+
+def test_a_celery_state_may_use_all_its_32_characters() -> None:
+    from taskjobs.model import encode_data
+
+    assert encode_data({"celery_state": "S" * 32}) == {"celery_state": "S" * 32}
+    with pytest.raises(InvalidInputError, match="33 characters"):
+        encode_data({"celery_state": "S" * 33})
+
+
+def test_ids_of_other_types_and_too_long_ints_are_named_in_the_error() -> None:
+    from taskjobs.model import MAX_KEY_LENGTH, check_job_id
+
+    with pytest.raises(InvalidInputError) as caught:
+        check_job_id(1.5)
+    assert str(caught.value) == "invalid job id 1.5 of type float: a job id is a str or an int"
+    with pytest.raises(InvalidInputError, match=f"at most {MAX_KEY_LENGTH} characters"):
+        check_job_id(10**5000)  # too long even to print
