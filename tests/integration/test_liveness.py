@@ -327,3 +327,23 @@ def test_a_presumed_end_is_recorded_whole_and_holds_against_older_events(store: 
     assert store.reap(silent_since=later - timedelta(seconds=60), worker=None, at=later,
                       reason="sent no heartbeat") == {"celery@dead": 1}  # fmt: skip
     assert [h["status"] for h in store.history("by-api")] == ["running", "error"]
+
+
+def test_bookkeeping_that_fails_is_logged_and_never_raised(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Recording a worker's stop or deleting old jobs runs in the worker's own threads and
+    shutdown: a store that fails there is logged, with what failed, and nothing is raised."""
+    caplog.set_level(logging.INFO, logger="taskjobs")
+    taskjobs.configure(f"sqlite:///{tmp_path}/missing/folder/jobs.sqlite3")
+    try:
+        heartbeat._stopped("celery@gone", "stopped")
+        Heart("celery@gone", Settings.load({"taskjobs_keep_finished": 60})).expire()
+    finally:
+        taskjobs.configure(None)
+    failures = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert [r.getMessage() for r in failures] == [
+        "taskjobs: could not record the stop of worker celery@gone",
+        "taskjobs: deleting expired jobs failed",
+    ]
+    assert all(r.exc_info is not None for r in failures)
