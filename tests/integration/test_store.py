@@ -522,6 +522,7 @@ def test_database_errors_read_as_one_line_and_say_whether_to_retry() -> None:
     assert _reason(gone) == "gone" and _unreachable(gone)
     bad = sa.exc.DBAPIError("SELECT 1", {}, Exception("value too long"))
     assert not _unreachable(bad) and not _unreachable(sa.exc.IntegrityError("", {}, Exception()))
+    assert not _unreachable(sa.exc.ArgumentError("not a database error at all"))
 
 
 def test_workers_are_listed_most_recently_seen_first(store: Store) -> None:
