@@ -567,5 +567,6 @@ def test_a_repeated_event_of_a_delivery_is_applied_once(store: Store) -> None:
 def test_a_stage_event_applies_to_a_job_the_api_wrote_without_order(store: Store) -> None:
     transition("by-hand", "pending", {})
     transition("by-hand", "running", {"worker": "w"}, stage=STAGE_RUNNING)
+    transition("by-hand", "pending", {}, stage=STAGE_RECEIVED)  # late: it had started already
     job = store.get("by-hand")
     assert job is not None and (job.status, job.worker) == ("running", "w")
