@@ -242,7 +242,9 @@ def test_bad_listing_arguments_are_refused() -> None:
             getJobs(limit=bad)
     with pytest.raises(ValueError, match="since"):
         getJobs(since="yesterday")
-    with pytest.raises(ValueError, match="'nope'.*cursor.*pass the id of the last job of the"):
+    with pytest.raises(
+        ValueError, match="'nope' given as the page cursor 'after': pass the id of the last job"
+    ):
         getJobs(after="nope")
 
 

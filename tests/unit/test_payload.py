@@ -114,10 +114,14 @@ def test_each_text_is_cut_at_its_own_limit_with_a_marker() -> None:
 
 
 def raised(exception: BaseException) -> BaseException:
-    try:
+    def inner() -> None:
         raise exception
+
+    try:
+        inner()  # two frames in the traceback
     except BaseException as caught:  # noqa: BLE001 - any exception, with its traceback
         return caught
+    raise AssertionError("unreachable")
 
 
 def test_a_failure_is_its_type_message_and_traceback() -> None:
