@@ -198,24 +198,3 @@ def test_percentiles_are_the_nearest_rank_on_every_database() -> None:
         transition(f"r{i}", "finished", {"name": "many", "runtime": float(i)}, at=moment)
     (task,) = build_report(since=moment, until=moment + timedelta(hours=1)).tasks
     assert (task.runtime_p50, task.runtime_p95, task.runtime_max) == (51.0, 96.0, 101.0)
-
-
-class Rows:
-    """A store that answers the report's query with given rows (the figures are plain Python
-    over them)."""
-
-    def __init__(self, **rows: object) -> None:
-        self.rows = {
-            "by_name_and_status": [], "by_worker_and_status": [], "running_by_worker": [],
-            "worker_last_seen": [], "exceptions": [], "runtime": {}, "queue_wait": {},
-            "oldest_pending": None, "slow": [], **rows,
-        }  # fmt: skip
-
-    def report_rows(self, **_: object) -> dict[str, object]:
-        return self.rows
-
-
-def test_equally_frequent_errors_are_listed_by_name_whatever_the_database_order() -> None:
-    rows = Rows(exceptions=[("ZeroDivisionError", 2), ("KeyError", 2), ("OSError", 5)])
-    report = build_report(store=rows)  # type: ignore[arg-type]
-    assert report.exceptions == [("OSError", 5), ("KeyError", 2), ("ZeroDivisionError", 2)]
