@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import click
 
-from taskjobs import liveness
+from taskjobs import liveness, render
 from taskjobs.api.job import getJobHistory
 from taskjobs.config import URL_VARIABLE, configure, current_store
 from taskjobs.errors import TaskJobsError
@@ -29,7 +29,7 @@ from taskjobs.model import (
     jsonable,
     utcnow,
 )
-from taskjobs.report import Report, build_report
+from taskjobs.report import build_report
 from taskjobs.settings import Settings
 from taskjobs.store import Store
 from taskjobs.store.engine import safe_url
@@ -40,8 +40,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_LIMIT = 50
 # Jobs deleted per transaction by ``purge``.
 PURGE_BATCH = 1000
-# Characters of a job id shown in tables; ``show`` accepts any unique prefix.
-SHORT_ID = 8
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
@@ -171,7 +169,7 @@ def list_jobs(
     if as_json:
         click.echo(json.dumps([jsonable(job.as_dict()) for job in found], indent=2))
         return
-    click.echo(_jobs_table(found))
+    click.echo(render.jobs_table(found))
 
 
 @main.command()
@@ -191,13 +189,13 @@ def show(job_id: str, as_json: bool, url: str | None) -> None:
     messages = fields.pop("messages")
     width = max(len(key) for key in fields)
     for key, value in fields.items():
-        text = "" if value is None or value == "" else _plain(key, value)
+        text = "" if value is None or value == "" else render.plain(key, value)
         click.echo(f"{key:<{width}}  {text}")
-    click.echo(f"{'queue_wait':<{width}}  {_duration(job.queue_wait)}")
+    click.echo(f"{'queue_wait':<{width}}  {render.duration(job.queue_wait)}")
     click.echo("\nhistory:")
     for step in history:
         click.echo(
-            f"  {_time(step['at'], full=True)}  {step['status']:<8} "
+            f"  {render.moment(step['at'], full=True)}  {step['status']:<8} "
             f"{step['celery_state'] or '':<9} attempt {(step['retries'] or 0) + 1}  "
             f"{step['worker'] or ''}"
         )
@@ -242,7 +240,7 @@ def report(since: datetime | None, slow: timedelta, as_json: bool, url: str | No
     if as_json:
         click.echo(json.dumps(built.as_dict(), indent=2))
         return
-    click.echo(render_report(built))
+    click.echo(render.report_text(built))
 
 
 @main.command()
@@ -261,10 +259,12 @@ def watch(since: datetime | None, interval: timedelta, times: int | None, url: s
                 running = store.select(status=RUNNING, limit=15)
             if shown:
                 click.clear()
-            click.echo(f"taskjobs watch  {safe_url(store.url)}  {_time(utcnow(), full=True)}")
-            click.echo(render_report(built))
+            click.echo(
+                f"taskjobs watch  {safe_url(store.url)}  {render.moment(utcnow(), full=True)}"
+            )
+            click.echo(render.report_text(built))
             click.echo("\nRunning now")
-            click.echo(_jobs_table(running))
+            click.echo(render.jobs_table(running))
             shown += 1
             if times is None or shown < times:
                 time.sleep(interval.total_seconds())
@@ -295,7 +295,7 @@ def purge(older_than: timedelta, states: tuple[str, ...], url: str | None) -> No
         deleted = store.purge(statuses=chosen, before=before, batch_size=PURGE_BATCH)
     click.echo(
         f"deleted {deleted} job{'s' if deleted != 1 else ''} ({', '.join(chosen)}) "
-        f"created before {_time(before, full=True)}"
+        f"created before {render.moment(before, full=True)}"
     )
 
 
@@ -316,9 +316,10 @@ def workers(as_json: bool, url: str | None) -> None:
     click.echo(f"{'WORKER':<30} {'PID':>7} {'STARTED':<11} {'LAST SEEN':<19} {'STOPPED':<11}")
     for worker in found:
         click.echo(
-            f"{_clip(worker['name'], 30):<30} {worker['pid'] or '':>7} "
-            f"{_time(worker['started_at']):<11} {_time(worker['last_seen'], full=True):<19} "
-            f"{_time(worker['stopped_at']) if worker['stopped_at'] else '':<11}"
+            f"{render.clip(worker['name'], 30):<30} {worker['pid'] or '':>7} "
+            f"{render.moment(worker['started_at']):<11} "
+            f"{render.moment(worker['last_seen'], full=True):<19} "
+            f"{render.moment(worker['stopped_at']) if worker['stopped_at'] else '':<11}"
         )
     if not found:
         click.echo("(no worker has sent a heartbeat)")
@@ -343,7 +344,7 @@ def reap(ctx: click.Context, timeout: timedelta | None, url: str | None) -> None
     with clear_errors():
         marked = liveness.reap(timeout.total_seconds(), store)
     if not marked:
-        click.echo(f"no worker has been silent for over {_duration(timeout.total_seconds())}")
+        click.echo(f"no worker has been silent for over {render.duration(timeout.total_seconds())}")
     for worker, count in sorted(marked.items()):
         click.echo(f"{worker}: silent, {count} running job{'s' if count != 1 else ''} marked lost")
 
@@ -433,115 +434,11 @@ def demo(url: str | None) -> None:
     with clear_errors():
         started = run_demo(store, click.echo)
         click.echo("")
-        click.echo(render_report(build_report(since=started, store=store)))
+        click.echo(render.report_text(build_report(since=started, store=store)))
     click.echo(
         "\nNext: taskjobs list, taskjobs show <id>, taskjobs report"
         + ("" if url else "  (the jobs are in ./taskjobs.sqlite3)")
     )
-
-
-# -- rendering ------------------------------------------------------------------------------------
-
-
-def render_report(built: Report) -> str:
-    """The report as text that fits in 80 columns."""
-    lines = [
-        f"Jobs created {_time(built.since, full=True)} .. {_time(built.until, full=True)} UTC",
-        "  " + "  ".join(f"{state} {built.totals.get(state, 0)}" for state in STATES),
-        f"  oldest pending: {_duration(built.oldest_pending_age)}"
-        if built.oldest_pending_age is not None
-        else "  oldest pending: none pending",
-        "",
-        f"{'task':<20} {'done':>6} {'err':>5} {'fail%':>5} {'run p50':>8} {'p95':>7} "
-        f"{'max':>7} {'wait p50':>8} {'/min':>6}",
-    ]
-    for task in built.tasks:
-        lines.append(
-            f"{_clip(task.name, 20):<20} {task.counts[FINISHED]:>6} {task.counts[ERROR]:>5} "
-            f"{_percent(task.failure_rate):>5} {_duration(task.runtime_p50):>8} "
-            f"{_duration(task.runtime_p95):>7} {_duration(task.runtime_max):>7} "
-            f"{_duration(task.wait_p50):>8} {task.throughput_per_minute:>6.1f}"
-        )
-    if not built.tasks:
-        lines.append("  (no jobs in this window)")
-    lines += ["", f"{'worker':<34} {'running':>7} {'processed':>9} {'failed':>6}  last seen"]
-    for worker in built.workers:
-        lines.append(
-            f"{_clip(worker.worker, 34):<34} {worker.running:>7} {worker.processed:>9} "
-            f"{worker.failed:>6}  {_time(worker.last_seen)}"
-        )
-    if not built.workers:
-        lines.append("  (no worker has run a job in this window)")
-    lines += ["", f"Running longer than {_duration(built.slow_after)}"]
-    for job in built.long_running:
-        age = (utcnow() - job.started_at).total_seconds() if job.started_at else None
-        lines.append(
-            f"  {job.id[:SHORT_ID]}  {_clip(job.name, 30):<30} {_duration(age):>8}  "
-            f"{_clip(job.worker or '', 26)}"
-        )
-    if not built.long_running:
-        lines.append("  (none)")
-    lines += ["", "Most frequent errors"]
-    for exc_type, count in built.exceptions[:10]:
-        lines.append(f"  {count:>6}  {_clip(exc_type, 70)}")
-    if not built.exceptions:
-        lines.append("  (none)")
-    return "\n".join(lines)
-
-
-def _jobs_table(found: list[Job]) -> str:
-    header = (
-        f"{'ID':<8} {'TASK':<20} {'STATE':<8} {'USER':<8} {'WORKER':<12} {'CREATED':<11} "
-        f"{'RUNTIME':>7}"
-    )
-    rows = [
-        f"{job.id[:SHORT_ID]:<8} {_clip(job.name, 20):<20} {job.status:<8} "
-        f"{_clip(job.user, 8):<8} {_clip(job.worker or '', 12):<12} {_time(job.created_at):<11} "
-        f"{_duration(job.runtime):>7}"
-        for job in found
-    ]
-    return "\n".join([header, *rows]) if rows else header + "\n(no jobs)"
-
-
-def _clip(text: str, width: int) -> str:
-    """Fit ``text`` in ``width`` columns, keeping its end (task names end in what matters)."""
-    return text if len(text) <= width else "…" + text[-(width - 1) :]
-
-
-def _time(moment: datetime | None, *, full: bool = False) -> str:
-    if moment is None:
-        return "-"
-    return f"{moment:%Y-%m-%d %H:%M:%S}" if full else f"{moment:%m-%d %H:%M}"
-
-
-def _duration(seconds: float | None) -> str:
-    """Seconds as a short human duration: 12ms, 4.2s, 3m05s, 2h10m, 3d04h."""
-    if seconds is None:
-        return "-"
-    if seconds < 1:
-        return f"{seconds * 1000:.0f}ms"
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m{secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 24:
-        return f"{hours}h{minutes:02d}m"
-    days, hours = divmod(hours, 24)
-    return f"{days}d{hours:02d}h"
-
-
-def _percent(rate: float | None) -> str:
-    return "-" if rate is None else f"{rate * 100:.0f}%"
-
-
-def _plain(key: str, value: Any) -> str:
-    if isinstance(value, datetime):
-        return _time(value, full=True) + " UTC"
-    if key == "runtime":
-        return f"{value:.3f}s"
-    return str(value)
 
 
 if __name__ == "__main__":
