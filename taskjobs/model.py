@@ -139,6 +139,11 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def message_line(text: str, at: datetime) -> str:
+    """One entry of a job's ``messages``: the UTC time stamp, the text, a newline."""
+    return f"[{at:%Y-%m-%dT%H:%M:%S}Z] {text.rstrip()}\n"
+
+
 def check_state(state: object) -> str:
     """Return ``state`` if it is one of the documented states, else raise ``InvalidStateError``."""
     if isinstance(state, str) and state in STATES:
