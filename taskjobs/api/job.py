@@ -8,6 +8,7 @@ Database failures raise ``taskjobs.errors.StoreError``.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
@@ -108,7 +109,7 @@ def getJobHistory(jobId: str | int) -> list[dict[str, Any]]:
     Each entry holds ``status``, ``celery_state``, ``worker``, ``retries`` and ``at`` (UTC).
     Not one of the fifteen documented functions; it sits beside them.
     """
-    return current_store().history(check_job_id(jobId))
+    return [dataclasses.asdict(step) for step in current_store().history(check_job_id(jobId))]
 
 
 def getJobSchema() -> dict[str, dict[str, Any]]:

@@ -9,19 +9,58 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from taskjobs.model import PENDING, RUNNING
+from taskjobs.store import dialects
+from taskjobs.store.reads import job_from_row
 from taskjobs.store.tables import jobs
 
 # Percentiles the report shows, in per cent.
 PERCENTILES = (50, 95)
 
 
-def seconds_between(dialect: str, start: Any, end: Any) -> Any:
-    """SQL for the seconds from ``start`` to ``end`` (two timestamp columns) on ``dialect``."""
-    if dialect == "postgresql":
-        return sa.extract("epoch", end - start)
-    if dialect in ("mysql", "mariadb"):
-        return sa.func.timestampdiff(sa.text("MICROSECOND"), start, end) / 1_000_000.0
-    return (sa.func.julianday(end) - sa.func.julianday(start)) * 86_400.0
+def report_rows(
+    connection: sa.Connection,
+    *,
+    since: datetime,
+    until: datetime,
+    slow_before: datetime,
+    slow_limit: int,
+) -> dict[str, Any]:
+    """The raw figures of the status report (see ``taskjobs.report``), read in ``connection``'s
+    one transaction.
+
+    Window figures cover jobs created in [since, until); ``running``, ``oldest_pending`` and
+    ``slow`` (running since before ``slow_before``) describe the store as it is now.
+    """
+    c = jobs.c
+    window = in_window(since, until)
+    wait = dialects.seconds_between(connection.dialect.name, c.created_at, c.started_at)
+    slow = (
+        sa.select(jobs)
+        .where(c.status == RUNNING, c.started_at < slow_before)
+        .order_by(c.started_at)
+        .limit(slow_limit)
+    )
+    by_worker = counts(connection, [c.worker, c.status], sa.and_(window, c.worker.is_not(None)))
+    running = counts(connection, [c.worker], c.status == RUNNING)
+    return {
+        "by_name_and_status": counts(connection, [c.name, c.status], window),
+        "by_worker_and_status": by_worker,
+        "running_by_worker": running,
+        "worker_last_seen": [
+            tuple(row)
+            for row in connection.execute(
+                sa.select(c.worker, sa.func.max(c.updated_at))
+                .where(window, c.worker.is_not(None))
+                .group_by(c.worker)
+            )
+        ],
+        "exceptions": counts(connection, [c.exc_type], sa.and_(window, c.exc_type.is_not(None))),
+        "runtime": percentiles(connection, c.runtime, window),
+        "queue_wait": percentiles(connection, wait, sa.and_(window, c.started_at.is_not(None))),
+        "oldest_pending": oldest(connection, c.created_at, c.status == PENDING),
+        "slow": [job_from_row(row) for row in connection.execute(slow).mappings()],
+    }
 
 
 def in_window(since: datetime, until: datetime) -> Any:
@@ -40,7 +79,7 @@ def percentiles(
     connection: sa.Connection, value: Any, where: Any
 ) -> dict[str, dict[str, float | None]]:
     """Per task name: nearest-rank percentiles (``p50``, ``p95``) and ``max`` of ``value``."""
-    if connection.dialect.name == "postgresql":
+    if dialects.ordered_set_aggregates(connection.dialect.name):
         return _ordered_set_percentiles(connection, value, where)
     ranked = (
         sa.select(

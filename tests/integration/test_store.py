@@ -512,7 +512,7 @@ def test_urls_that_differ_only_in_their_password_get_stores_of_their_own() -> No
 
 
 def test_database_errors_read_as_one_line_and_say_whether_to_retry() -> None:
-    from taskjobs.store import _reason, _unreachable
+    from taskjobs.store.store import _reason, _unreachable
 
     pool = sa.exc.TimeoutError("QueuePool limit of size 5 overflow 10 reached")
     assert _reason(pool) == "QueuePool limit of size 5 overflow 10 reached" and _unreachable(pool)

@@ -1,0 +1,102 @@
+"""What differs between SQLite, PostgreSQL and MySQL/MariaDB, each difference written once.
+
+Everything else in the store is portable SQLAlchemy Core; code that needs one of these asks
+here by the dialect's name (``engine.dialect.name``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql, postgresql, sqlite
+
+POSTGRESQL = "postgresql"
+# The names SQLAlchemy gives MySQL's dialect: "mariadb" for a mariadb:// URL.
+MYSQL = ("mysql", "mariadb")
+
+# Each dialect's INSERT with an upsert clause.
+_INSERTS: dict[str, Any] = {
+    "postgresql": postgresql.insert,
+    "sqlite": sqlite.insert,
+    "mysql": mysql.insert,
+    "mariadb": mysql.insert,
+}
+
+
+def is_mysql(dialect: str) -> bool:
+    """Whether ``dialect`` is MySQL or MariaDB."""
+    return dialect in MYSQL
+
+
+def writable_cte(dialect: str) -> bool:
+    """Whether a write can feed a second one in the same statement (``WITH up AS (INSERT ...
+    RETURNING ...) INSERT ... SELECT FROM up``): PostgreSQL only."""
+    return dialect == POSTGRESQL
+
+
+def ordered_set_aggregates(dialect: str) -> bool:
+    """Whether ``percentile_disc(...) WITHIN GROUP (ORDER BY ...)`` exists: PostgreSQL only."""
+    return dialect == POSTGRESQL
+
+
+def upsert(
+    dialect: str,
+    table: sa.Table,
+    values: Mapping[str, Any],
+    key: str,
+    updates: Callable[[Any], Sequence[tuple[str, Any]]],
+) -> Any:
+    """An INSERT of ``values`` into ``table`` that, where a row with the same ``key`` exists,
+    sets ``updates(new)`` on it instead, ``new`` being the values the INSERT brought.
+
+    ``updates`` is an ordered list: MySQL applies assignments left to right, and later ones see
+    the results of earlier ones.
+    """
+    insert: Any = _INSERTS[dialect](table).values(dict(values))
+    if is_mysql(dialect):
+        return insert.on_duplicate_key_update(list(updates(insert.inserted)))
+    return insert.on_conflict_do_update(
+        index_elements=[table.c[key]], set_=dict(updates(insert.excluded))
+    )
+
+
+def before(dialect: str, columns: tuple[Any, Any], values: tuple[datetime, str]) -> Any:
+    """Rows after ``values`` in the descending order of the two ``columns`` (a keyset page), in
+    the form each database's planner turns into an index range: a row-value comparison, or its
+    expansion on MySQL."""
+    (first, second), (first_value, second_value) = columns, values
+    if is_mysql(dialect):
+        return sa.or_(first < first_value, sa.and_(first == first_value, second < second_value))
+    return sa.tuple_(first, second) < sa.tuple_(first_value, second_value)
+
+
+def seconds_between(dialect: str, start: Any, end: Any) -> Any:
+    """SQL for the seconds from ``start`` to ``end`` (two timestamp columns) on ``dialect``."""
+    if dialect == POSTGRESQL:
+        return sa.extract("epoch", end - start)
+    if is_mysql(dialect):
+        return sa.func.timestampdiff(sa.text("MICROSECOND"), start, end) / 1_000_000.0
+    return (sa.func.julianday(end) - sa.func.julianday(start)) * 86_400.0
+
+
+@contextmanager
+def try_lock(connection: sa.Connection, *, key: int, name: str) -> Iterator[bool]:
+    """Whether this connection got the database-wide lock ``key`` (PostgreSQL's advisory lock,
+    held to the end of the transaction) or ``name`` (MySQL's, released on leaving), without
+    waiting. SQLite's write lock, taken when a write transaction begins, already serializes."""
+    dialect = connection.dialect.name
+    if dialect == POSTGRESQL:
+        yield bool(connection.scalar(sa.select(sa.func.pg_try_advisory_xact_lock(key))))
+    elif is_mysql(dialect):
+        held = bool(connection.scalar(sa.select(sa.func.get_lock(name, 0))))
+        try:
+            yield held
+        finally:
+            if held:
+                connection.scalar(sa.select(sa.func.release_lock(name)))
+    else:
+        yield True

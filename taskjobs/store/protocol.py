@@ -1,0 +1,130 @@
+"""What readers and writers need of a job store, as protocols: ``Store`` is the one in SQL;
+a test, or a reader that needs only reads, can give anything with these methods."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from datetime import datetime
+from typing import Any, Protocol
+
+from taskjobs.model import Job
+from taskjobs.store.records import Transition, Worker
+
+
+class JobReader(Protocol):
+    """The reads: jobs, their history, workers and the report's figures."""
+
+    def get(self, job_id: str) -> Job | None:
+        """The job with this id, or None."""
+        ...
+
+    def select(
+        self,
+        *,
+        status: str | None = None,
+        name: str | None = None,
+        user: str | None = None,
+        worker: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int | None = None,
+        after: str | None = None,
+    ) -> list[Job]:
+        """Jobs matching every given filter, newest first; ``after`` is the last id of a page."""
+        ...
+
+    def ids_starting_with(self, prefix: str, limit: int) -> list[str]:
+        """Up to ``limit`` job ids that start with ``prefix``, in id order."""
+        ...
+
+    def history(self, job_id: str) -> list[Transition]:
+        """Every transition of one job, oldest first."""
+        ...
+
+    def list_workers(self) -> list[Worker]:
+        """Every worker that ever sent a heartbeat, most recently seen first."""
+        ...
+
+    def running_by_worker(self) -> dict[str, int]:
+        """How many jobs run now on each worker that runs any."""
+        ...
+
+    def report_rows(
+        self, *, since: datetime, until: datetime, slow_before: datetime, slow_limit: int
+    ) -> dict[str, Any]:
+        """The raw figures of the status report (see ``taskjobs.report``)."""
+        ...
+
+
+class JobStore(JobReader, Protocol):
+    """The reads, and the writes the documented functions and the Celery layer make."""
+
+    def write(
+        self,
+        job_id: str,
+        values: Mapping[str, Any],
+        *,
+        fill: Mapping[str, Any] | None = None,
+        seq: int | None = None,
+        delivery: int | None = None,
+        stage: int | None = None,
+        message: str | None = None,
+        guard_message: bool = False,
+        existing_only: bool = False,
+        read_back: bool = False,
+    ) -> Job | None:
+        """Insert or update one job in a single statement, guarded by its order key."""
+        ...
+
+    def append_message(self, job_id: str, text: str, at: datetime) -> bool:
+        """Append to an existing job's ``messages``; False if there is no such job."""
+        ...
+
+    def batch(self) -> AbstractContextManager[None]:
+        """Every call of this thread inside the block in one transaction."""
+        ...
+
+    def delete(self, job_id: str) -> bool:
+        """Delete one job and its history; True if it existed."""
+        ...
+
+    def purge(
+        self,
+        *,
+        statuses: Sequence[str],
+        before: datetime,
+        batch_size: int,
+        max_batches: int | None = None,
+    ) -> int:
+        """Delete old jobs in ``statuses``, batch by batch; returns the count deleted."""
+        ...
+
+    def heartbeat(self, name: str, *, hostname: str | None, pid: int | None, at: datetime) -> None:
+        """Record that worker ``name`` is alive at ``at``."""
+        ...
+
+    def reap(
+        self, *, silent_since: datetime | None, worker: str | None, at: datetime, reason: str
+    ) -> dict[str, int]:
+        """Mark lost the running jobs of silent (or named) workers; {worker: jobs marked}."""
+        ...
+
+    def queued_jobs(
+        self, *, created_before: datetime, queues: Iterable[str] | None = None
+    ) -> dict[str, list[str]]:
+        """The ids of the pending jobs no worker received, by queue."""
+        ...
+
+    def presume_queued_ended(
+        self,
+        *,
+        queues: Sequence[str] | None = None,
+        ids: Sequence[str] | None = None,
+        created_before: datetime,
+        celery_state: str,
+        note: str,
+        at: datetime,
+    ) -> int:
+        """End in error the queued jobs whose message is gone from the broker; how many."""
+        ...

@@ -1,0 +1,348 @@
+"""``Store``: jobs in one database. It owns the engine, one transaction per call (or per batch)
+and the translation of database errors into ``StoreError``; the SQL of each call lives in the
+module of its concept (``writes``, ``reads``, ``workers``, ``deletes``, ``aggregates``)."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL
+
+from taskjobs.errors import StoreError
+from taskjobs.lifecycle import Event, Note
+from taskjobs.model import Job
+from taskjobs.store import aggregates, deletes, reads, schema, workers, writes
+from taskjobs.store.engine import WRITE_OPTION, create_engine, parse_url, safe_url
+from taskjobs.store.records import Transition, Worker
+
+
+class Store:
+    """Jobs in one database, reached through a pooled engine of this process."""
+
+    def __init__(self, url: str | URL) -> None:
+        self.url = parse_url(url)
+        self.engine = create_engine(self.url)
+        self._writer = writes.Writer(self.engine.dialect.name)
+        self._schema_ready = False
+        self._schema_lock = threading.Lock()
+        # The connection of the batch this thread is in, if any (see ``batch``).
+        self._local = threading.local()
+
+    def __repr__(self) -> str:
+        return f"Store({safe_url(self.url)!r})"
+
+    def write(
+        self,
+        job_id: str,
+        values: Mapping[str, Any],
+        *,
+        fill: Mapping[str, Any] | None = None,
+        seq: int | None = None,
+        delivery: int | None = None,
+        stage: int | None = None,
+        message: str | None = None,
+        guard_message: bool = False,
+        existing_only: bool = False,
+        read_back: bool = False,
+    ) -> Job | None:
+        """Insert or update one job in a single statement, and log the transition.
+
+        ``values`` are set; ``fill`` columns are set only where the row has none yet. With
+        ``seq`` (a lifecycle order key) ``values`` apply only if ``(delivery, seq)`` is newer
+        than the row's: a later ``delivery`` (a message published later) always is, an unknown
+        one (None) counts as the row's own; with ``stage`` instead, only if the row's current
+        attempt is at an earlier stage (for events that do not know their attempt).
+        ``message`` is appended to ``messages`` (only when ``values`` apply, if
+        ``guard_message``). ``values`` carry ``updated_at``; when they applied, a transition row
+        records the job's new state. With ``existing_only`` a job that does not exist is not
+        created. With ``read_back`` the stored job is returned, read in the same transaction.
+        """
+        with self._transaction(write=True) as connection:
+            self._writer.write(
+                connection,
+                job_id,
+                values,
+                fill=fill,
+                seq=seq,
+                delivery=delivery,
+                stage=stage,
+                message=message,
+                guard_message=guard_message,
+                existing_only=existing_only,
+            )
+            return reads.get(connection, job_id) if read_back else None
+
+    def apply(self, change: Event | Note, *, read_back: bool = False) -> Job | None:
+        """Apply one lifecycle event (or progress note) built by ``taskjobs.lifecycle``; with
+        ``read_back``, return the job as stored after it."""
+        if isinstance(change, Note):
+            self.append_message(change.job_id, change.line, change.at)
+            return self.get(change.job_id) if read_back else None
+        return self.write(
+            change.job_id,
+            change.columns(),
+            fill=change.fill_columns(),
+            seq=change.seq,
+            delivery=change.delivery,
+            stage=change.stage,
+            message=change.message,
+            guard_message=change.guard_message,
+            existing_only=change.existing_only,
+            read_back=read_back,
+        )
+
+    def append_message(self, job_id: str, text: str, at: datetime) -> bool:
+        """Append to an existing job's ``messages``; False if there is no such job."""
+        with self._transaction(write=True) as connection:
+            return writes.append_message(connection, job_id, text, at)
+
+    def delete(self, job_id: str) -> bool:
+        """Delete one job and its history; True if it existed."""
+        with self._transaction(write=True) as connection:
+            return deletes.delete(connection, job_id)
+
+    def purge(
+        self,
+        *,
+        statuses: Sequence[str],
+        before: datetime,
+        batch_size: int,
+        max_batches: int | None = None,
+    ) -> int:
+        """Delete jobs in ``statuses`` created before ``before``, one batch per transaction
+        (all of them, or at most ``max_batches`` batches); returns the count deleted."""
+        old = deletes.old(statuses, before)
+        total = 0
+        for _ in itertools.repeat(None) if max_batches is None else range(max_batches):
+            with self._transaction(write=True) as connection:
+                deleted = deletes.purge_batch(connection, old, batch_size)
+            if deleted is None:
+                break
+            total += deleted
+        return total
+
+    def heartbeat(self, name: str, *, hostname: str | None, pid: int | None, at: datetime) -> None:
+        """Record that worker ``name`` is alive at ``at`` (and not stopped)."""
+        with self._transaction(write=True) as connection:
+            workers.heartbeat(connection, name, hostname=hostname, pid=pid, at=at)
+
+    def reap(
+        self, *, silent_since: datetime | None, worker: str | None, at: datetime, reason: str
+    ) -> dict[str, int]:
+        """Mark lost the running jobs of workers silent since before ``silent_since`` (or of
+        ``worker``), and mark those workers stopped; returns {worker: jobs marked}.
+
+        One process at a time does this (a lock; others skip). The loss is a presumed end of the
+        job's attempt: a redelivery of its message (acks_late) moves the job on again, and a true
+        end reported later still wins.
+        """
+        with self._transaction(write=True) as connection:
+            return workers.reap(
+                connection, silent_since=silent_since, worker=worker, at=at, reason=reason
+            )
+
+    def presume_queued_ended(
+        self,
+        *,
+        queues: Sequence[str] | None = None,
+        ids: Sequence[str] | None = None,
+        created_before: datetime,
+        celery_state: str,
+        note: str,
+        at: datetime,
+    ) -> int:
+        """End in error the jobs whose message is known to be gone from the broker before any
+        worker took it: pending and not received, in one of ``queues`` or with one of ``ids``,
+        created before ``created_before``. Returns how many. Like a loss, a presumed end: if
+        the message does reach a worker after all, the job moves on."""
+        with self._transaction(write=True) as connection:
+            return workers.presume_queued_ended(
+                connection,
+                queues=queues,
+                ids=ids,
+                created_before=created_before,
+                celery_state=celery_state,
+                note=note,
+                at=at,
+            )
+
+    def queued_jobs(
+        self, *, created_before: datetime, queues: Iterable[str] | None = None
+    ) -> dict[str, list[str]]:
+        """The ids of the pending jobs no worker received, created before ``created_before``,
+        by queue (of ``queues``, or every queue)."""
+        with self._transaction() as connection:
+            return workers.queued_jobs(connection, created_before=created_before, queues=queues)
+
+    def get(self, job_id: str) -> Job | None:
+        """The job with this id, or None."""
+        with self._transaction() as connection:
+            return reads.get(connection, job_id)
+
+    def select(
+        self,
+        *,
+        status: str | None = None,
+        name: str | None = None,
+        user: str | None = None,
+        worker: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int | None = None,
+        after: str | None = None,
+    ) -> list[Job]:
+        """Jobs matching every given filter, newest first; ``after`` is the last id of a page
+        (an unknown one raises ``InvalidInputError``)."""
+        with self._transaction() as connection:
+            return reads.select(
+                connection,
+                status=status,
+                name=name,
+                user=user,
+                worker=worker,
+                since=since,
+                until=until,
+                limit=limit,
+                after=after,
+            )
+
+    def ids_starting_with(self, prefix: str, limit: int) -> list[str]:
+        """Up to ``limit`` job ids that start with ``prefix`` (to resolve a shortened id)."""
+        with self._transaction() as connection:
+            return reads.ids_starting_with(connection, prefix, limit)
+
+    def history(self, job_id: str) -> list[Transition]:
+        """Every transition of one job, oldest first."""
+        with self._transaction() as connection:
+            return reads.history(connection, job_id)
+
+    def list_workers(self) -> list[Worker]:
+        """Every worker that ever sent a heartbeat, most recently seen first."""
+        with self._transaction() as connection:
+            return workers.list_workers(connection)
+
+    def running_by_worker(self) -> dict[str, int]:
+        """How many jobs run now on each worker that runs any."""
+        with self._transaction() as connection:
+            return reads.running_by_worker(connection)
+
+    def report_rows(
+        self, *, since: datetime, until: datetime, slow_before: datetime, slow_limit: int
+    ) -> dict[str, Any]:
+        """The raw figures of the status report, read in one transaction (see ``taskjobs.report``).
+
+        Window figures cover jobs created in [since, until); ``running``, ``oldest_pending`` and
+        ``slow`` (running since before ``slow_before``) describe the store as it is now.
+        """
+        with self._transaction() as connection:
+            return aggregates.report_rows(
+                connection, since=since, until=until, slow_before=slow_before, slow_limit=slow_limit
+            )
+
+    def upgrade(self) -> tuple[str | None, str | None]:
+        """Bring the schema to the newest version; returns (revision before, revision now)."""
+        with self._errors("upgrade the schema"):
+            return self._upgrade()
+
+    def _upgrade(self) -> tuple[str | None, str | None]:
+        before, now = schema.upgrade(self.engine, write_option={WRITE_OPTION: True})
+        self._schema_ready = True
+        return before, now
+
+    def revision(self) -> str | None:
+        """The schema revision of the database (None for an empty one)."""
+        with self._errors("read the schema revision"):
+            return schema.current_revision(self.engine)
+
+    def dispose(self) -> None:
+        """Close every pooled connection of this store."""
+        self.engine.dispose()
+
+    def _ensure_schema(self) -> None:
+        if self._schema_ready:
+            return
+        with self._schema_lock:
+            if not self._schema_ready:
+                self._upgrade()
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Run every store call of this thread inside the block in one transaction: committed
+        at the end, or rolled back whole if anything in it fails."""
+        if getattr(self._local, "connection", None) is not None:
+            yield  # already in a batch
+            return
+        with self._transaction(write=True) as connection:
+            self._local.connection = connection
+            try:
+                yield
+            finally:
+                self._local.connection = None
+
+    @contextmanager
+    def _transaction(self, *, write: bool = False) -> Iterator[sa.Connection]:
+        """One transaction, committed on success; database errors become ``StoreError``."""
+        batched: sa.Connection | None = getattr(self._local, "connection", None)
+        if batched is not None:
+            with self._errors("write jobs" if write else "read jobs"):
+                yield batched
+            return
+        with self._errors("write jobs" if write else "read jobs"):
+            self._ensure_schema()
+            connection = self.engine.connect()
+            if write:
+                connection = connection.execution_options(**{WRITE_OPTION: True})
+            with connection, connection.begin():
+                yield connection
+
+    @contextmanager
+    def _errors(self, operation: str) -> Iterator[None]:
+        try:
+            yield
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreError(
+                f"could not {operation} in {safe_url(self.url)}: {_reason(exc)}",
+                retryable=_unreachable(exc),
+            ) from exc
+
+
+def _unreachable(exc: sa.exc.SQLAlchemyError) -> bool:
+    """Whether the error means the database could not be reached, not that the write was bad."""
+    if getattr(exc, "connection_invalidated", False):
+        return True
+    return isinstance(
+        exc,
+        (
+            sa.exc.OperationalError,
+            sa.exc.InterfaceError,
+            sa.exc.DisconnectionError,
+            sa.exc.TimeoutError,
+        ),
+    )
+
+
+def _reason(exc: sa.exc.SQLAlchemyError) -> str:
+    """The driver's own message, on one line, without SQLAlchemy's statement dump."""
+    original = getattr(exc, "orig", None)
+    text = str(original if original is not None else exc)
+    return " ".join(text.split())[:500]
+
+
+_stores: dict[str, Store] = {}
+_stores_lock = threading.Lock()
+
+
+def store_for(url: str | URL) -> Store:
+    """The store of this process for ``url``, built on first use and then reused."""
+    key = parse_url(url).render_as_string(hide_password=False)
+    store = _stores.get(key)
+    if store is None:
+        with _stores_lock:
+            store = _stores.setdefault(key, Store(key))
+    return store

@@ -1,0 +1,208 @@
+"""Writes to job rows: each one a single statement guarded by its order key (the order guard),
+its applied state copied into the history, and the plain append of a message.
+
+Lifecycle events arrive late or twice; a write older than the row changes nothing the row has,
+in the same statement that writes it, so no read and no lock is needed (see ``assignments``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from taskjobs.model import STAGES_PER_ATTEMPT
+from taskjobs.store import dialects
+from taskjobs.store.tables import jobs, transitions
+
+
+def _bind(name: str, column: str | None = None) -> Any:
+    """A placeholder called ``name`` for a value of job column ``column`` (by default the
+    column of that name), typed as the column."""
+    return sa.bindparam(name, type_=jobs.c[column or name].type)
+
+
+# The prefix of the placeholders of an UPDATE's values.
+_NEW = "new_"
+# Every write's time: the ``updated_at`` it sets, and how its history row recognizes it.
+_UPDATED_AT = _bind("updated_at")
+# The job columns a transition row copies, and the transition columns they go to, in order.
+HISTORY_COLUMNS = ("id", "status", "celery_state", "worker", "retries", "updated_at")
+_TRANSITION_COLUMNS = ("job_id", "status", "celery_state", "worker", "retries", "at")
+
+
+@dataclasses.dataclass(frozen=True)
+class Shape:
+    """What a write sets and how it is guarded: all its statement depends on."""
+
+    values: tuple[str, ...]
+    fill: tuple[str, ...]
+    # Ordered by a lifecycle order key, and by the delivery it belongs to.
+    ordered: bool
+    delivered: bool
+    # Ordered by the stage of the row's current attempt instead.
+    stage: int | None
+    appends: bool
+    guard_message: bool
+    existing_only: bool
+
+    @property
+    def names(self) -> list[str]:
+        """The columns the statement binds, in order."""
+        names = [*self.fill, *self.values, "id"]
+        if self.ordered or self.stage is not None:
+            names.append("seq")
+        if self.delivered:
+            names.append("delivery")
+        if self.appends:
+            names.append("messages")
+        return names
+
+
+def assignments(shape: Shape, new: Callable[[str], Any]) -> list[tuple[str, Any]]:
+    """The SET clause of a write of ``shape``, ``new(column)`` being the value it brings.
+
+    MySQL applies assignments left to right and later ones see earlier results, so the guard's
+    own columns come last: ``seq``, then ``delivery`` (whose guard, seeing the new ``seq``,
+    still holds exactly when the write moved to a later delivery, and otherwise keeps the
+    value it has). An older event changes nothing the row has, but still fills what it lacks
+    (a receipt time that arrives after the end).
+    """
+    current = jobs.c
+    guard: Any = None
+    new_seq: Any = None
+    if shape.ordered:
+        guard = sa.or_(current.seq.is_(None), current.seq < new("seq"))
+        new_seq = new("seq")
+        if shape.delivered:
+            known = sa.func.coalesce(current.delivery, 0)
+            guard = sa.or_(
+                current.seq.is_(None),
+                new("delivery") > known,
+                sa.and_(new("delivery") == known, current.seq < new("seq")),
+            )
+    elif shape.stage is not None:
+        # The row's attempt, kept; its stage moved on to ``stage`` if that is later.
+        attempt_start = current.seq - current.seq % STAGES_PER_ATTEMPT
+        guard = sa.or_(current.seq.is_(None), current.seq % STAGES_PER_ATTEMPT < shape.stage)
+        new_seq = sa.case((current.seq.is_(None), new("seq")), else_=attempt_start + shape.stage)
+
+    def guarded(column: str, value: Any, otherwise: Any = None) -> Any:
+        if guard is None:
+            return value
+        return sa.case((guard, value), else_=current[column] if otherwise is None else otherwise)
+
+    updates: list[tuple[str, Any]] = [
+        (column, guarded(column, new(column), sa.func.coalesce(current[column], new(column))))
+        for column in shape.values
+    ]
+    updates += [(column, sa.func.coalesce(current[column], new(column))) for column in shape.fill]
+    if shape.appends:
+        appended = sa.func.coalesce(current.messages, "") + new("messages")
+        updates.append(
+            ("messages", guarded("messages", appended) if shape.guard_message else appended)
+        )
+    if guard is not None:
+        updates.append(("seq", guarded("seq", new_seq)))
+    if shape.delivered:
+        updates.append(("delivery", guarded("delivery", new("delivery"))))
+    return updates
+
+
+def log_history(source: Any, applied: Any) -> Any:
+    """Copy into the history the state of the ``source`` rows (jobs, or the rows a write
+    returned) that match ``applied``."""
+    return sa.insert(transitions).from_select(
+        list(_TRANSITION_COLUMNS),
+        sa.select(*(source.c[name] for name in HISTORY_COLUMNS)).where(applied),
+    )
+
+
+class Writer:
+    """The job writes of one dialect: each shape's statement built once, then reused."""
+
+    def __init__(self, dialect: str) -> None:
+        self.dialect = dialect
+        self._statements: dict[Shape, Any] = {}
+        # Where one statement cannot do both, the history insert that follows each write.
+        self._history = log_history(
+            jobs, sa.and_(jobs.c.id == _bind("id"), jobs.c.updated_at == _UPDATED_AT)
+        )
+
+    def write(
+        self,
+        connection: sa.Connection,
+        job_id: str,
+        values: Mapping[str, Any],
+        *,
+        fill: Mapping[str, Any] | None,
+        seq: int | None,
+        delivery: int | None,
+        stage: int | None,
+        message: str | None,
+        guard_message: bool,
+        existing_only: bool,
+    ) -> None:
+        """Insert or update one job, and log the transition if it applied (see
+        ``Store.write`` for what each argument does)."""
+        row: dict[str, Any] = {**(fill or {}), **values, "id": job_id}
+        if seq is not None or stage is not None:
+            row["seq"] = seq if seq is not None else stage
+        if seq is not None and delivery is not None:
+            row["delivery"] = delivery
+        if message is not None:
+            row["messages"] = message
+        shape = Shape(tuple(values), tuple(fill or ()), seq is not None,
+                      seq is not None and delivery is not None, stage, message is not None,
+                      guard_message, existing_only)  # fmt: skip
+        statement = self._statements.get(shape)
+        if statement is None:
+            statement = self._statements.setdefault(shape, self._statement(shape))
+        if existing_only:
+            row = {_NEW + name: value for name, value in row.items()}
+        connection.execute(statement, row)
+        if not dialects.writable_cte(self.dialect):
+            connection.execute(self._history, {"id": job_id, "updated_at": values["updated_at"]})
+
+    def _statement(self, shape: Shape) -> Any:
+        """The statement of every write of one shape: an upsert (or an update), and where the
+        dialect allows, the history insert too (the write is a CTE whose returned row feeds
+        it)."""
+        if shape.existing_only:
+            write, at = self._update(shape), _bind(_NEW + "updated_at", "updated_at")
+        else:
+            write, at = self._upsert(shape), _UPDATED_AT
+        if not dialects.writable_cte(self.dialect):
+            return write
+        up = write.returning(*(jobs.c[name] for name in HISTORY_COLUMNS)).cte("up")
+        return log_history(up, up.c.updated_at == at)
+
+    def _upsert(self, shape: Shape) -> Any:
+        """The INSERT ... ON CONFLICT / ON DUPLICATE KEY statement of one shape of write, its
+        values bound by column name."""
+        values = {
+            name: _UPDATED_AT if name == "updated_at" else _bind(name) for name in shape.names
+        }
+        return dialects.upsert(
+            self.dialect, jobs, values, "id", lambda new: assignments(shape, lambda c: new[c])
+        )
+
+    def _update(self, shape: Shape) -> Any:
+        """The UPDATE of one shape of write, for a job that must already exist (its values bound
+        as ``new_<column>``: SQLAlchemy keeps plain column names for itself in an UPDATE)."""
+        updates = assignments(shape, lambda name: _bind(_NEW + name, name))
+        # Assigned in order: MySQL's later assignments see the earlier ones (see assignments).
+        return sa.update(jobs).where(jobs.c.id == _bind(_NEW + "id", "id")).ordered_values(*updates)
+
+
+def append_message(connection: sa.Connection, job_id: str, text: str, at: datetime) -> bool:
+    """Append to an existing job's ``messages``; False if there is no such job."""
+    statement = (
+        sa.update(jobs)
+        .where(jobs.c.id == job_id)
+        .values(messages=sa.func.coalesce(jobs.c.messages, "") + text, updated_at=at)
+    )
+    return bool(connection.execute(statement).rowcount)
