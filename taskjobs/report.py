@@ -10,7 +10,7 @@ from typing import Any
 
 from taskjobs.config import current_store
 from taskjobs.model import ERROR, FINISHED, STATES, Job, jsonable, utcnow
-from taskjobs.store import Store
+from taskjobs.store import JobReader
 
 # The report's default window: the last day.
 DEFAULT_WINDOW = timedelta(hours=24)
@@ -45,6 +45,7 @@ class WorkerStats:
     running: int
     processed: int
     failed: int
+    # Its last heartbeat; None for a worker that never sent one (seen only in jobs).
     last_seen: datetime | None
 
 
@@ -75,9 +76,13 @@ def build_report(
     since: datetime | None = None,
     until: datetime | None = None,
     slow_after: timedelta = DEFAULT_SLOW_AFTER,
-    store: Store | None = None,
+    store: JobReader | None = None,
 ) -> Report:
-    """Build the report from the store (default: the configured one)."""
+    """Build the report from the store (default: the configured one).
+
+    Its workers are those that ran jobs of the window or run jobs now, each with its last
+    heartbeat.
+    """
     now = utcnow()
     until = until or now
     since = since or until - DEFAULT_WINDOW

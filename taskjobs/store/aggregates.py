@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from taskjobs.model import PENDING, RUNNING
 from taskjobs.store import dialects
 from taskjobs.store.reads import job_from_row
-from taskjobs.store.tables import jobs
+from taskjobs.store.tables import jobs, workers
 
 # Percentiles the report shows, in per cent.
 PERCENTILES = (50, 95)
@@ -29,8 +29,9 @@ def report_rows(
     """The raw figures of the status report (see ``taskjobs.report``), read in ``connection``'s
     one transaction.
 
-    Window figures cover jobs created in [since, until); ``running``, ``oldest_pending`` and
-    ``slow`` (running since before ``slow_before``) describe the store as it is now.
+    Window figures cover jobs created in [since, until); ``running``, ``oldest_pending``,
+    ``slow`` (running since before ``slow_before``) and the workers' last heartbeats describe
+    the store as it is now.
     """
     c = jobs.c
     window = in_window(since, until)
@@ -47,14 +48,9 @@ def report_rows(
         "by_name_and_status": counts(connection, [c.name, c.status], window),
         "by_worker_and_status": by_worker,
         "running_by_worker": running,
-        "worker_last_seen": [
-            tuple(row)
-            for row in connection.execute(
-                sa.select(c.worker, sa.func.max(c.updated_at))
-                .where(window, c.worker.is_not(None))
-                .group_by(c.worker)
-            )
-        ],
+        "worker_last_seen": last_heartbeats(
+            connection, {row[0] for row in (*by_worker, *running) if row[0]}
+        ),
         "exceptions": counts(connection, [c.exc_type], sa.and_(window, c.exc_type.is_not(None))),
         "runtime": percentiles(connection, c.runtime, window),
         "queue_wait": percentiles(connection, wait, sa.and_(window, c.started_at.is_not(None))),
@@ -111,6 +107,16 @@ def oldest(connection: sa.Connection, column: Any, where: Any) -> datetime | Non
     """The earliest value of ``column`` among rows matching ``where``."""
     value: datetime | None = connection.scalar(sa.select(sa.func.min(column)).where(where))
     return value
+
+
+def last_heartbeats(
+    connection: sa.Connection, names: Collection[str]
+) -> list[tuple[str, datetime]]:
+    """(worker, when it last sent a heartbeat) for those of ``names`` that ever sent one."""
+    if not names:
+        return []
+    query = sa.select(workers.c.name, workers.c.last_seen).where(workers.c.name.in_(sorted(names)))
+    return [(name, last_seen) for name, last_seen in connection.execute(query)]
 
 
 def _ordered_set_percentiles(

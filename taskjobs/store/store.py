@@ -238,7 +238,8 @@ class Store:
         """The raw figures of the status report, read in one transaction (see ``taskjobs.report``).
 
         Window figures cover jobs created in [since, until); ``running``, ``oldest_pending`` and
-        ``slow`` (running since before ``slow_before``) describe the store as it is now.
+        ``slow`` (running since before ``slow_before``) describe the store as it is now, and
+        ``worker_last_seen`` the last heartbeat of each worker the other figures name.
         """
         with self._transaction() as connection:
             return aggregates.report_rows(

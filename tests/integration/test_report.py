@@ -63,11 +63,10 @@ def seed(now: datetime) -> datetime:
     return since
 
 
-def test_report_figures_are_exact(db_kind: str) -> None:
+def test_report_figures_are_exact(store: Store, db_kind: str) -> None:
     now = utcnow()
     since = seed(now)
-    # A later change to a job (a note added) counts for its worker's "last seen".
-    transition("b-err0", "error", {"messages": "looked at"}, at=now - timedelta(minutes=30))
+    store.heartbeat("w1", hostname="h", pid=1, at=now - timedelta(seconds=5))
     report = build_report(since=since, until=now, slow_after=timedelta(minutes=30))
 
     assert report.totals == {"idle": 0, "pending": 1, "running": 1, "finished": 10, "error": 5}
@@ -89,9 +88,9 @@ def test_report_figures_are_exact(db_kind: str) -> None:
     workers = {w.worker: w for w in report.workers}
     assert (workers["w1"].running, workers["w1"].processed, workers["w1"].failed) == (1, 12, 2)
     assert (workers["w2"].running, workers["w2"].processed, workers["w2"].failed) == (0, 3, 3)
-    # A worker was last seen at the latest change of any of its jobs in the window.
-    assert workers["w1"].last_seen == now - timedelta(hours=1, minutes=1)  # the running "slow"
-    assert workers["w2"].last_seen == now - timedelta(minutes=30)
+    # "Last seen" is the worker's last heartbeat; w2 never sent one.
+    assert workers["w1"].last_seen == now - timedelta(seconds=5)
+    assert workers["w2"].last_seen is None
 
     assert report.oldest_pending_age == pytest.approx(7200, abs=30)
     assert [job.id for job in report.long_running] == ["slow"]
@@ -149,7 +148,7 @@ def test_figures_of_tasks_and_workers_with_nothing_of_a_kind() -> None:
     assert tasks[""].counts["pending"] == 1 and report.totals["pending"] == 1
     workers = {w.worker: w for w in report.workers}
     assert (workers["w-ok"].processed, workers["w-ok"].failed) == (1, 0)
-    assert workers["w-ok"].last_seen == moment
+    assert workers["w-ok"].last_seen is None  # it sent no heartbeat
     assert (tasks["fine"].runtime_max, tasks["fine"].wait_p95) == (1.0, None)
     assert (workers["w-bad"].processed, workers["w-bad"].failed) == (1, 1)
     # Equally frequent errors are listed by name.
@@ -198,3 +197,18 @@ def test_percentiles_are_the_nearest_rank_on_every_database() -> None:
         transition(f"r{i}", "finished", {"name": "many", "runtime": float(i)}, at=moment)
     (task,) = build_report(since=moment, until=moment + timedelta(hours=1)).tasks
     assert (task.runtime_p50, task.runtime_p95, task.runtime_max) == (51.0, 96.0, 101.0)
+
+
+def test_a_workers_last_seen_is_its_heartbeat_not_its_jobs_changes(store: Store) -> None:
+    """A worker whose jobs are all old still beats: the report says when it last did. A job
+    changed later (a note added by hand) says nothing about its worker."""
+    now = utcnow()
+    transition("done", "finished", {"name": "t", "worker": "celery@w"}, at=now - timedelta(hours=2))
+    store.heartbeat("celery@w", hostname="h", pid=1, at=now - timedelta(hours=1))
+    store.heartbeat("celery@w", hostname="h", pid=1, at=now - timedelta(seconds=3))
+    transition("done", "finished", {"messages": "looked at"}, at=now - timedelta(seconds=1))
+    store.heartbeat("celery@idle", hostname="h", pid=2, at=now)
+    (worker,) = build_report(since=now - timedelta(hours=3), until=now).workers
+    # Workers are those that ran the window's jobs or run jobs now; an idle one is not listed.
+    assert (worker.worker, worker.last_seen) == ("celery@w", now - timedelta(seconds=3))
+    assert worker.processed == 1
