@@ -19,8 +19,13 @@ from datetime import datetime
 from typing import Any
 
 from taskjobs.model import (
+    CELERY_PENDING,
     CELERY_PUBLISH_FAILED,
+    CELERY_RECEIVED,
     CELERY_REPLACED,
+    CELERY_RETRY,
+    CELERY_STARTED,
+    CELERY_SUCCESS,
     ERROR,
     FINISHED,
     PENDING,
@@ -149,7 +154,7 @@ def published(
         at,
         "publish",
         values={
-            "celery_state": "PENDING" if retries == 0 else "RETRY",
+            "celery_state": CELERY_PENDING if retries == 0 else CELERY_RETRY,
             "retries": retries,
             "eta": eta,
         },
@@ -182,7 +187,7 @@ def received(
         at,
         "receipt",
         values=_known(
-            celery_state="RECEIVED", received_at=at, worker=worker, retries=retries, eta=eta
+            celery_state=CELERY_RECEIVED, received_at=at, worker=worker, retries=retries, eta=eta
         ),
         fill=_known(name=name, user=user, queue=queue, **lineage.of(job_id)),
         seq=order_key(retries, STAGE_RECEIVED_AGAIN if redelivered else STAGE_RECEIVED),
@@ -214,7 +219,7 @@ def started(
         at,
         "start",
         values={
-            "celery_state": "STARTED",
+            "celery_state": CELERY_STARTED,
             "started_at": at,
             "worker": worker,
             "pid": pid,
@@ -245,7 +250,7 @@ def succeeded(
         at,
         "success",
         values={
-            "celery_state": "SUCCESS",
+            "celery_state": CELERY_SUCCESS,
             "result": result,
             "runtime": runtime,
             "retries": retries,
@@ -273,7 +278,7 @@ def retried(
         PENDING,
         at,
         "retry",
-        values={"celery_state": "RETRY", "retries": retries + 1},
+        values={"celery_state": CELERY_RETRY, "retries": retries + 1},
         seq=order_key(retries + 1, STAGE_PUBLISHED),
         delivery=delivery,
         message=message_line(f"attempt {retries + 1} failed, retrying: {reason}", at),

@@ -20,7 +20,17 @@ RUNNING = "running"
 FINISHED = "finished"
 ERROR = "error"
 
-# Celery states taskjobs itself records, besides Celery's own (PENDING, RECEIVED, STARTED, ...).
+# Celery's own states, as a job's ``celery_state`` records them.
+CELERY_PENDING = "PENDING"
+CELERY_RECEIVED = "RECEIVED"
+CELERY_STARTED = "STARTED"
+CELERY_RETRY = "RETRY"
+CELERY_SUCCESS = "SUCCESS"
+CELERY_FAILURE = "FAILURE"
+CELERY_REVOKED = "REVOKED"
+CELERY_REJECTED = "REJECTED"
+
+# Celery states taskjobs itself records, besides Celery's own.
 # The worker that ran the task vanished (its heartbeats stopped).
 CELERY_LOST = "LOST"
 # The task replaced itself (``Task.replace``): the job ends when its replacement does.

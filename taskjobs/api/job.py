@@ -11,13 +11,12 @@ import copy
 import dataclasses
 import uuid
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 
+from taskjobs import lifecycle
 from taskjobs.config import current_store
 from taskjobs.errors import InvalidInputError
 from taskjobs.model import (
-    ERROR,
     FINISHED,
     JOB_SCHEMA,
     PENDING,
@@ -28,9 +27,9 @@ from taskjobs.model import (
     check_state,
     encode_data,
     encode_value,
+    message_line,
     utcnow,
 )
-from taskjobs.store import Store
 
 __all__ = [
     "addJobMessage",
@@ -52,8 +51,6 @@ __all__ = [
     "updateJobResult",
 ]
 
-# The timestamp column each state sets when a job enters it.
-_STATE_TIMESTAMPS = {RUNNING: "started_at", FINISHED: "finished_at", ERROR: "finished_at"}
 # Largest page a listing accepts in one call.
 MAX_LIMIT = 1_000_000
 
@@ -61,7 +58,7 @@ MAX_LIMIT = 1_000_000
 def createJob(name: Any, user: Any, request: Any, result: Any) -> dict[str, Any]:
     """Create a new pending job with a fresh id; return it as stored."""
     data = {"name": name, "user": user, "request": request, "result": result}
-    job = transition(str(uuid.uuid4()), PENDING, encode_data(data), read_back=True)
+    job = _write(str(uuid.uuid4()), PENDING, encode_data(data))
     assert job is not None
     return job.as_dict()
 
@@ -89,18 +86,15 @@ def getJobResults(jobId: str | int) -> dict[str, Any] | None:
     return getJob(jobId, FINISHED)
 
 
-def addJobMessage(
-    jobId: str | int, text: Any, *, at: datetime | None = None, store: Store | None = None
-) -> bool:
+def addJobMessage(jobId: str | int, text: Any) -> bool:
     """Append a line to the job's ``messages``, stamped with the UTC time; visible at once.
 
     Returns False (and writes nothing) when the job does not exist. Not one of the fifteen
     documented functions; it sits beside them.
     """
-    job_id = check_job_id(jobId)
-    now = at or utcnow()
-    line = f"[{now:%Y-%m-%dT%H:%M:%S}Z] {encode_value('messages', text).rstrip()}\n"
-    return (store or current_store()).append_message(job_id, line, now)
+    now = utcnow()
+    line = message_line(encode_value("messages", text), now)
+    return current_store().append_message(check_job_id(jobId), line, now)
 
 
 def getJobHistory(jobId: str | int) -> list[dict[str, Any]]:
@@ -161,7 +155,7 @@ def setJob(jobId: str | int, data: Mapping[str, Any], state: str = PENDING) -> d
             f"job data has id {data['id']!r} but the job id given is {job_id!r}: "
             "leave 'id' out of the data or make them agree"
         )
-    job = transition(job_id, state, values, read_back=True)
+    job = _write(job_id, state, values)
     assert job is not None
     return job.as_dict()
 
@@ -197,48 +191,15 @@ def updateJobResult(jobId: str | int, data: Any, inputJob: Mapping[str, Any] | N
             f"inputJob is job {inputJob.get('id')!r}, not job {job_id!r}: "
             "pass the dict of the job being updated, or None"
         )
-    transition(job_id, FINISHED, {"result": encode_value("result", data)})
+    current_store().apply(
+        lifecycle.explicit(job_id, FINISHED, {"result": encode_value("result", data)}, utcnow())
+    )
 
 
-def transition(
-    job_id: str,
-    state: str,
-    values: Mapping[str, Any],
-    *,
-    fill: Mapping[str, Any] | None = None,
-    seq: int | None = None,
-    delivery: int | None = None,
-    stage: int | None = None,
-    message: str | None = None,
-    guard_message: bool = True,
-    existing_only: bool = False,
-    read_back: bool = False,
-    at: datetime | None = None,
-    store: Store | None = None,
-) -> Job | None:
-    """Move one job to ``state`` with already-encoded ``values``: one statement.
-
-    The one implementation of every transition, for the documented functions (no ``seq``:
-    they always apply) and the Celery layer (``seq`` within a ``delivery``, or ``stage`` of the
-    current attempt: applied only if newer than the row's; ``existing_only`` for events that
-    may end a job but never create one).
-    """
-    now = at or utcnow()
-    columns = {"status": state, "updated_at": now, **values}
-    timestamp = _STATE_TIMESTAMPS.get(state)
-    if timestamp is not None:
-        columns.setdefault(timestamp, now)
-    return (store or current_store()).write(
-        job_id,
-        columns,
-        fill={"created_at": now, **(fill or {})},
-        seq=seq,
-        delivery=delivery,
-        stage=stage,
-        message=message,
-        guard_message=guard_message,
-        existing_only=existing_only,
-        read_back=read_back,
+def _write(job_id: str, state: str, values: Mapping[str, Any]) -> Job | None:
+    """Apply one explicit write (no order key: it always applies); the job as stored after."""
+    return current_store().apply(
+        lifecycle.explicit(job_id, state, values, utcnow()), read_back=True
     )
 
 

@@ -1,6 +1,7 @@
 """The Celery integration: ``install(app)``, the ``JobTask`` base class, ``progress()``.
 
-The only part of taskjobs that imports Celery.
+The only part of taskjobs that imports Celery. Each installed app has a tracker of its own
+(``taskjobs.celery.tracker``): its settings, store, recorder and heartbeat.
 """
 
 from __future__ import annotations
@@ -10,31 +11,27 @@ from typing import Any
 
 from celery import Celery, current_task
 
-from taskjobs import config
-from taskjobs.api.job import findJob
-from taskjobs.celery import handlers, heartbeat, recorder
-from taskjobs.celery.task import JobTask, record_progress, running_job_id
+from taskjobs.celery import receivers, registry
+from taskjobs.celery.publish import watching_publish
+from taskjobs.celery.reconcile import record_purge
+from taskjobs.celery.task import JobTask, job_of, record_progress
+from taskjobs.celery.tracker import Tracker
 from taskjobs.model import Job, utcnow
-from taskjobs.settings import Settings
 
-__all__ = ["JobTask", "current_job", "install", "progress"]
+__all__ = ["JobTask", "Tracker", "current_job", "install", "progress"]
 
 
-def install(app: Celery) -> Settings:
+def install(app: Celery) -> Tracker:
     """Track every task of ``app`` (but Celery's own ``celery.*``); safe to call again.
 
     Settings come from ``app.conf`` (``taskjobs_<name>``), then the environment
-    (``TASKJOBS_<NAME>``), then defaults; see ``taskjobs.settings.Settings``. Returns them.
+    (``TASKJOBS_<NAME>``), then defaults; see ``taskjobs.settings.Settings``. Returns the app's
+    tracker (its ``settings``, ``store``, and ``drain()``).
     """
-    settings = Settings.load(app.conf)
-    handlers.installed[app] = settings
-    config.configure_default(settings.database_url)
-    recorder.set_mode(
-        recorder.Mode(batched=settings.write_mode == "batched", interval=settings.batch_interval)
-    )
+    tracker = registry.install(app)
     _watch_publishes(app)
     _watch_purges(app)
-    return settings
+    return tracker
 
 
 def _watch_publishes(app: Celery) -> None:
@@ -45,7 +42,7 @@ def _watch_publishes(app: Celery) -> None:
 
     @functools.wraps(send_task)
     def watched_send_task(*args: Any, **kwargs: Any) -> Any:
-        with handlers.watching_publish():
+        with watching_publish(app):
             return send_task(*args, **kwargs)
 
     watched_send_task.taskjobs_watched = True  # type: ignore[attr-defined]
@@ -63,8 +60,10 @@ def _watch_purges(app: Celery) -> None:
     def watched_purge(*args: Any, **kwargs: Any) -> Any:
         started = utcnow()
         count = purge(*args, **kwargs)
-        # What Control.purge() empties: the queues this app consumes from.
-        handlers.record_purge(app, sorted(app.amqp.queues.consume_from), count, started)
+        tracker = registry.installed(app)
+        if tracker is not None:
+            # What Control.purge() empties: the queues this app consumes from.
+            record_purge(tracker.store, sorted(app.amqp.queues.consume_from), count, started)
         return count
 
     watched_purge.taskjobs_watched = True  # type: ignore[attr-defined]
@@ -75,13 +74,12 @@ def current_job() -> Job | None:
     """The job of the task running in this thread, as stored (None outside a tracked task)."""
     if current_task is None or current_task.request.id is None:
         return None
-    return findJob(current_task.request.id)[0]
+    return job_of(current_task)
 
 
 def progress(text: Any) -> None:
     """Append ``text`` to the running task's job messages, visible to readers at once."""
-    record_progress(running_job_id(current_task), text)
+    record_progress(current_task, text)
 
 
-handlers.connect()
-heartbeat.connect()
+receivers.connect()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import time
 from collections.abc import Iterable, Mapping
 from datetime import datetime
@@ -20,9 +21,12 @@ from typing import Any
 
 from kombu.connection import Connection
 
+from taskjobs.celery.tracker import never_raising
 from taskjobs.errors import ConfigurationError, TaskJobsError
-from taskjobs.model import CELERY_VANISHED, utcnow
+from taskjobs.model import CELERY_PURGED, CELERY_VANISHED, utcnow
 from taskjobs.store import Store
+
+logger = logging.getLogger("taskjobs")
 
 # Seconds between the two looks at the broker that must both miss a message before its job is
 # ended: a worker may be taking it from the queue in between.
@@ -148,3 +152,21 @@ def _amqp_missing(channel: Any, waiting: Mapping[str, list[str]]) -> dict[str, l
         if ready == 0:
             missing[queue] = list(ids)
     return missing
+
+
+def record_purge(store: Store, queues: list[str], count: Any, started: datetime) -> None:
+    """``app.control.purge()`` deleted the messages waiting in ``queues``: the jobs created
+    before it that no worker had received end in error, PURGED (a presumed end: a message a
+    worker had taken after all moves its job on)."""
+    with never_raising("purge", f"in {', '.join(queues)}"):
+        if not count:
+            return
+        ended = store.presume_queued_ended(
+            queues=queues,
+            created_before=started,
+            celery_state=CELERY_PURGED,
+            note=f"purged: app.control.purge() deleted the waiting messages of {', '.join(queues)}"
+            " before any worker took this one",
+            at=utcnow(),
+        )
+        logger.info("taskjobs: %s message(s) purged; %d pending job(s) marked purged", count, ended)

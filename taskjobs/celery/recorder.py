@@ -1,4 +1,4 @@
-"""Writes that outlive a store outage, and optional batching.
+"""The recorder: tracking writes that outlive a store outage, and optional batching.
 
 Direct mode (the default): tracking writes go straight to the store while it answers; while it
 does not, they queue in a bounded in-memory buffer that a background thread writes out, in
@@ -21,10 +21,12 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
-from typing import Any
+import weakref
+from contextlib import AbstractContextManager
+from typing import Protocol, TypeAlias
 
 from taskjobs.errors import StoreError
+from taskjobs.lifecycle import Event, Note
 
 logger = logging.getLogger("taskjobs")
 
@@ -40,33 +42,40 @@ BATCH_SIZE = 500
 DEFAULT_BATCH_INTERVAL = 0.05
 
 
-@dataclasses.dataclass(frozen=True)
-class Write:
-    """One tracking write, ready to run: what it is for, and the call that performs it."""
-
-    task_id: str
-    event: str
-    perform: Callable[[], object]
+# What a recorder writes: a lifecycle event, or a note added to a job's messages.
+Change: TypeAlias = Event | Note
 
 
 @dataclasses.dataclass(frozen=True)
 class Mode:
-    """How this process writes: directly, or in batches every ``interval`` seconds."""
+    """How a recorder writes: directly, or in batches every ``interval`` seconds."""
 
     batched: bool = False
     interval: float = DEFAULT_BATCH_INTERVAL
 
 
-class Recorder:
-    """Performs one store's tracking writes for this process, now or from a buffer."""
+class ChangeStore(Protocol):
+    """What a recorder needs of a store: apply a change, and group changes in a transaction."""
 
-    def __init__(self, store: Any, capacity: int = DEFAULT_CAPACITY) -> None:
+    def apply(self, change: Change) -> object: ...
+
+    def batch(self) -> AbstractContextManager[None]: ...
+
+
+class Recorder:
+    """Applies tracking changes to one store, now or from a buffer, in one write mode."""
+
+    def __init__(
+        self, store: ChangeStore, mode: Mode = Mode(), capacity: int = DEFAULT_CAPACITY
+    ) -> None:
         self.store = store
+        self.mode = mode
         self.capacity = capacity
         self._reset()
+        _live.add(self)
 
     def _reset(self) -> None:
-        self.buffer: collections.deque[Write] = collections.deque()
+        self.buffer: collections.deque[Change] = collections.deque()
         self.lock = threading.Lock()
         self.kick = threading.Event()
         self.flusher: threading.Thread | None = None
@@ -76,22 +85,22 @@ class Recorder:
         """A forked child starts empty: what the parent buffered, the parent writes."""
         self._reset()
 
-    def submit(self, write: Write) -> None:
-        """Perform ``write`` now, or queue it (batched mode, or the store is unreachable)."""
+    def submit(self, change: Change) -> None:
+        """Apply ``change`` now, or queue it (batched mode, or the store is unreachable)."""
         with self.lock:
-            if _mode.batched or self.buffer:  # in direct mode, a buffer means the store is down
-                self._enqueue(write)
+            if self.mode.batched or self.buffer:  # direct mode: a buffer means the store is down
+                self._enqueue(change)
                 if len(self.buffer) >= BATCH_SIZE:
                     self.kick.set()
                 return
         try:
-            write.perform()
+            self.store.apply(change)
         except StoreError as exc:
             if not exc.retryable:
                 raise
             with self.lock:
                 first = not self.buffer
-                self._enqueue(write)
+                self._enqueue(change)
             if first:
                 logger.warning(
                     "taskjobs: job store unreachable (%s); buffering tracking writes in memory "
@@ -99,17 +108,17 @@ class Recorder:
                     exc, self.capacity,
                 )  # fmt: skip
 
-    def _enqueue(self, write: Write) -> None:
-        """Queue ``write`` (lock held); drop the oldest write when full, saying so."""
+    def _enqueue(self, change: Change) -> None:
+        """Queue ``change`` (lock held); drop the oldest when full, saying which."""
         if len(self.buffer) >= self.capacity:
             lost = self.buffer.popleft()
             self.dropped += 1
             logger.error(
-                "taskjobs: tracking buffer full (%d writes): dropped the %s of task %s; "
+                "taskjobs: tracking buffer full (%d writes): dropped %s; "
                 "%d write(s) dropped since this process started",
-                self.capacity, lost.event, lost.task_id, self.dropped,
+                self.capacity, lost, self.dropped,
             )  # fmt: skip
-        self.buffer.append(write)
+        self.buffer.append(change)
         if self.flusher is None or not self.flusher.is_alive():
             self.flusher = threading.Thread(target=self._flush, name="taskjobs-writer", daemon=True)
             self.flusher.start()
@@ -118,16 +127,16 @@ class Recorder:
         """Write the queue out, a batch per transaction, until it is empty (direct mode) or for
         the life of the process (batched mode); wait and retry while the store is down."""
         delay = FIRST_RETRY
-        outage = not _mode.batched  # in direct mode, a queue exists only during an outage
+        outage = not self.mode.batched  # in direct mode, a queue exists only during an outage
         written = 0
         while True:
-            if _mode.batched:
-                self.kick.wait(_mode.interval)
+            if self.mode.batched:
+                self.kick.wait(self.mode.interval)
                 self.kick.clear()
             with self.lock:
                 chunk = list(itertools.islice(self.buffer, BATCH_SIZE))
             if not chunk:
-                if _mode.batched:
+                if self.mode.batched:
                     continue
                 break
             try:
@@ -141,8 +150,8 @@ class Recorder:
                 delay = min(delay * 2, LONGEST_RETRY)
                 continue
             with self.lock:
-                for write in chunk:
-                    if self.buffer and self.buffer[0] is write:
+                for change in chunk:
+                    if self.buffer and self.buffer[0] is change:
                         self.buffer.popleft()
                 empty = not self.buffer
             written += len(chunk)
@@ -153,30 +162,28 @@ class Recorder:
                 outage = False
             delay = FIRST_RETRY
 
-    def _perform(self, chunk: list[Write]) -> None:
-        """Perform ``chunk`` in one transaction; if the store refuses one write, perform them
-        one by one so that only that write is dropped (and logged)."""
+    def _perform(self, chunk: list[Change]) -> None:
+        """Apply ``chunk`` in one transaction; if the store refuses one change, apply them
+        one by one so that only that change is dropped (and logged with what it was)."""
         try:
             with self.store.batch():
-                for write in chunk:
-                    write.perform()
+                for change in chunk:
+                    self.store.apply(change)
             return
         except StoreError as exc:
             if exc.retryable:
                 raise
-        except Exception:  # noqa: BLE001 - a bad write: find it below
+        except Exception:  # noqa: BLE001 - a bad change: find it below
             pass
-        for write in chunk:
+        for change in chunk:
             try:
-                write.perform()
+                self.store.apply(change)
             except StoreError as exc:
                 if exc.retryable:
                     raise
-                logger.error("taskjobs: dropped the %s of task %s: %s", write.event,
-                             write.task_id, exc)  # fmt: skip
+                logger.error("taskjobs: dropped %s: %s", change, exc)
             except Exception:
-                logger.exception("taskjobs: dropped the %s of task %s", write.event,
-                                 write.task_id)  # fmt: skip
+                logger.exception("taskjobs: dropped %s", change)
 
     def drain(self, timeout: float = DRAIN_TIMEOUT) -> int:
         """Write out what is queued, for at most ``timeout`` seconds; returns how many writes
@@ -198,35 +205,17 @@ class Recorder:
         return left
 
 
-_mode = Mode()
-# One recorder per store, so that writes bound for a store that answers never wait behind writes
-# for one that does not.
-_recorders: dict[int, Recorder] = {}
-_recorders_lock = threading.Lock()
-
-
-def set_mode(mode: Mode) -> None:
-    """Write directly or in batches, in this process, from now on."""
-    global _mode
-    _mode = mode
-
-
-def recorder_for(store: Any) -> Recorder:
-    """The recorder of this process for ``store``."""
-    found = _recorders.get(id(store))
-    if found is None:
-        with _recorders_lock:
-            found = _recorders.setdefault(id(store), Recorder(store))
-    return found
+# Every recorder of this process, for the hooks at exit and fork (trackers own them).
+_live: weakref.WeakSet[Recorder] = weakref.WeakSet()
 
 
 def drain_all(timeout: float = DRAIN_TIMEOUT) -> int:
     """Write out what every recorder queued, within ``timeout`` seconds; returns what is left."""
-    return sum(recorder.drain(timeout) for recorder in list(_recorders.values()))
+    return sum(recorder.drain(timeout) for recorder in list(_live))
 
 
 def _after_fork() -> None:
-    for recorder in list(_recorders.values()):
+    for recorder in list(_live):
         recorder.after_fork()
 
 

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 from typing import Any
 
 from celery import Task
 
-from taskjobs.api.job import addJobMessage, findJob
-from taskjobs.celery.handlers import watching_publish
-from taskjobs.celery.recorder import Write, recorder_for
-from taskjobs.config import current_store
+from taskjobs import config
+from taskjobs.celery import registry
+from taskjobs.celery.publish import watching_publish
 from taskjobs.errors import TaskJobsError
+from taskjobs.lifecycle import Note
 from taskjobs.model import Job, encode_value, utcnow
 
 logger = logging.getLogger("taskjobs")
@@ -25,27 +24,41 @@ class JobTask(Task):  # type: ignore[misc]
     appends a line to the job's messages.
     """
 
+    # Tells the registry that this task is tracked without install().
+    taskjobs_tracked = True
+
     def apply_async(self, *args: Any, **kwargs: Any) -> Any:
-        with watching_publish():
+        with watching_publish(self.app):
             return super().apply_async(*args, **kwargs)
 
     @property
     def job(self) -> Job | None:
         """The job of the request this task is running now, as stored."""
-        return findJob(running_job_id(self))[0]
+        return job_of(self)
 
     def progress(self, text: Any) -> None:
         """Append ``text`` to the running job's messages, visible to readers at once."""
-        record_progress(running_job_id(self), text)
+        record_progress(self, text)
 
 
-def record_progress(job_id: str, text: Any) -> None:
-    """Append a progress note like any tracking write: buffered in an outage, never raising."""
-    encode_value("messages", text)  # bad text is the caller's error, raised now
-    store = current_store()
-    perform = functools.partial(addJobMessage, job_id, text, at=utcnow(), store=store)
+def job_of(task: Any) -> Job | None:
+    """The job ``task`` is running now, read from its app's store."""
+    job_id = running_job_id(task)
+    tracker = registry.of_task(task)
+    return (tracker.store if tracker is not None else config.current_store()).get(job_id)
+
+
+def record_progress(task: Any, text: Any) -> None:
+    """Append a progress note to the job ``task`` runs, like any tracking write: buffered in an
+    outage, never raising."""
+    job_id = running_job_id(task)
+    note = Note(job_id, encode_value("messages", text), utcnow())  # bad text: raised now
+    tracker = registry.of_task(task)
     try:
-        recorder_for(store).submit(Write(job_id, "progress note", perform))
+        if tracker is None:
+            config.current_store().apply(note)
+        else:
+            tracker.record(note)
     except Exception:
         logger.exception("taskjobs: could not record a progress note of task %s", job_id)
 

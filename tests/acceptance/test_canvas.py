@@ -124,7 +124,11 @@ def test_a_replaced_task_ends_with_its_replacement(stack: Stack, kind: str, valu
     assert job["name"] == f"{TASKS}.replaced_by", "the job keeps the name it was published under"
     assert "replaced by" in job["messages"]
     states = [h["celery_state"] for h in getJobHistory(result.id)]
-    assert "REPLACED" in states and states[-1] == "SUCCESS", states
+    assert states[-1] == "SUCCESS", states
+    # The task notes its replacement after it returns. A replacement that reuses its id (a
+    # group's accumulating body) may already have started over by then: its later delivery wins
+    # and the note is kept without the REPLACED state.
+    assert "REPLACED" in states or states.count("STARTED") >= 2, states
 
 
 def test_a_task_replaced_by_a_failing_group_ends_with_the_chord_error(stack: Stack) -> None:

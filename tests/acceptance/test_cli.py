@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import taskjobs
-from taskjobs.api.job import transition
+from tests.writes import transition
 from tests.acceptance.conftest import ROOT
 from tests.services import scratch_database
 

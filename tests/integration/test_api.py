@@ -199,7 +199,7 @@ def test_listings_by_state_and_all_jobs_including_error_and_idle() -> None:
 
 def test_listings_are_newest_first_and_filter_by_name_user_and_time() -> None:
     base = datetime(2026, 1, 1, tzinfo=timezone.utc)
-    from taskjobs.api.job import transition
+    from tests.writes import transition
     from taskjobs.model import encode_data
 
     for i in range(6):
@@ -217,7 +217,7 @@ def test_listings_are_newest_first_and_filter_by_name_user_and_time() -> None:
 
 
 def test_keyset_pages_cover_every_job_once_even_with_equal_times() -> None:
-    from taskjobs.api.job import transition
+    from tests.writes import transition
 
     moment = datetime(2026, 1, 1, tzinfo=timezone.utc)
     for i in range(25):  # ids in no relation to times: a later job may have a smaller id
@@ -320,7 +320,7 @@ def test_bad_ids_are_refused_everywhere_and_write_nothing() -> None:
 
 
 def test_documented_functions_bypass_the_lifecycle_guard(store: Store) -> None:
-    from taskjobs.api.job import transition
+    from tests.writes import transition
     from taskjobs.model import STAGE_ENDED, order_key
 
     transition("guarded", "finished", {}, seq=order_key(5, STAGE_ENDED))

@@ -133,15 +133,17 @@ def test_a_failed_publish_leaves_no_pending_job(tmp_path: Path) -> None:
 
 
 def test_a_broken_store_never_changes_a_task_outcome(caplog: pytest.LogCaptureFixture) -> None:
-    from taskjobs.celery.recorder import recorder_for
-
     broken = taskjobs.configure("postgresql://nobody@127.0.0.1:1/nowhere")
     with caplog.at_level(logging.WARNING, logger="taskjobs"):
         result = add.apply((20, 22), task_id="unrecorded")
     assert result.get() == 42
     assert "job store unreachable" in caplog.text
-    buffered = recorder_for(broken)
-    assert [write.task_id for write in buffered.buffer] == ["unrecorded", "unrecorded"]
+    buffered = taskjobs.install(app).recorder()
+    assert buffered.store is broken
+    assert [(change.job_id, change.state) for change in buffered.buffer] == [
+        ("unrecorded", "running"),
+        ("unrecorded", "finished"),
+    ]
     buffered.after_fork()  # forget what this test buffered for a database that never comes
 
 

@@ -10,7 +10,8 @@ import pytest
 from celery import Celery
 from click.testing import CliRunner
 
-from taskjobs.api.job import findJob, transition
+from taskjobs.api.job import findJob
+from tests.writes import transition
 from taskjobs.celery.command import jobs
 from taskjobs.cli import main
 from taskjobs.model import STAGE_RUNNING, order_key, utcnow

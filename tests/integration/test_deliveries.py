@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from taskjobs.api.job import findJob, getJob, getJobHistory, transition
+from taskjobs.api.job import findJob, getJob, getJobHistory
+from tests.writes import transition
 from taskjobs.model import (
     STAGE_ENDED,
     STAGE_PRESUMED_END,

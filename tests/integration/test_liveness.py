@@ -13,8 +13,8 @@ from celery import signals
 
 import taskjobs
 from taskjobs import liveness
-from taskjobs.api.job import findJob, getJob, getJobHistory, transition
-from taskjobs.celery import heartbeat
+from taskjobs.api.job import findJob, getJob, getJobHistory
+from taskjobs.celery import receivers, registry
 from taskjobs.celery.heartbeat import Heart
 from taskjobs.model import (
     STAGE_ENDED,
@@ -25,8 +25,9 @@ from taskjobs.model import (
     utcnow,
 )
 from taskjobs.settings import Settings
-from taskjobs.store import Store
+from taskjobs.store import Store, store_for
 from tests.waiting import wait_for
+from tests.writes import transition
 
 
 def test_one_reap_of_several_silent_workers_writes_one_history_row_per_job(
@@ -109,21 +110,23 @@ def test_after_an_outage_longer_than_the_timeout_no_live_worker_is_judged_lost(
     caplog.set_level(logging.WARNING, logger="taskjobs")
     timeout = 0.5
     settings = Settings.load({"taskjobs_worker_timeout": timeout})
-    first, second = Heart("celery@first", settings), Heart("celery@second", settings)
+    hearts = Heart("celery@first", settings, store), Heart("celery@second", settings, store)
+    first, second = hearts
     first.beat_and_reap()
     second.beat_and_reap()
     transition("job", "running", {"worker": "celery@second"}, seq=order_key(0, STAGE_RUNNING))
 
-    taskjobs.configure(f"sqlite:///{tmp_path}/missing/folder/jobs.sqlite3")  # the outage
-    try:
-        outage_began = utcnow()
-        first.beat_and_reap()
-        second.beat_and_reap()
-        assert first.beating_since is None and second.beating_since is None
-        wait_for(lambda: utcnow() - outage_began > timedelta(seconds=2 * timeout),
-                 what="the outage to outlast the timeout")  # fmt: skip
-    finally:
-        taskjobs.configure(database_url)
+    unreachable = store_for(f"sqlite:///{tmp_path}/missing/folder/jobs.sqlite3")
+    for heart in hearts:  # the outage
+        heart.store = unreachable
+    outage_began = utcnow()
+    first.beat_and_reap()
+    second.beat_and_reap()
+    assert first.beating_since is None and second.beating_since is None
+    wait_for(lambda: utcnow() - outage_began > timedelta(seconds=2 * timeout),
+             what="the outage to outlast the timeout")  # fmt: skip
+    for heart in hearts:
+        heart.store = store
 
     first.beat_and_reap()  # back first: the second worker, silent through the outage, is alive
     assert getJob("job", "running") is not None, "a live worker's job was marked lost"
@@ -183,10 +186,11 @@ def test_expiry_deletes_old_jobs_of_the_given_states_in_bounded_batches(store: S
 
 
 class Consumer:
-    """What sends ``worker_ready``: a worker's consumer, named by its hostname."""
+    """What sends ``worker_ready``: a worker's consumer, named by its hostname, of its app."""
 
-    def __init__(self, hostname: str) -> None:
+    def __init__(self, hostname: str, app: object = None) -> None:
         self.hostname = hostname
+        self.app = app
 
 
 def test_a_worker_beats_from_ready_and_its_shutdown_ends_its_running_jobs(store: Store) -> None:
@@ -194,19 +198,23 @@ def test_a_worker_beats_from_ready_and_its_shutdown_ends_its_running_jobs(store:
     its consumer, ``worker_shutting_down`` with how it stops, ``worker_shutdown`` on the
     warm path): the worker beats from ready; a cold shutdown ends its running jobs at once; a
     warm one marks it stopped and stops its heartbeat."""
-    import tests.celeryapp  # noqa: F401 - an installed app, whose settings the heartbeat uses
+    from tests.celeryapp import app  # an installed app, whose settings the heartbeat uses
 
-    signals.worker_ready.send(sender=object())  # no hostname: nothing to beat for
-    assert heartbeat._heart is None
-    worker = Consumer("celery@signals")
+    tracker = registry.installed(app)
+    assert tracker is not None and tracker.heart is None
+    signals.worker_ready.send(sender=Consumer(None, app))  # type: ignore[arg-type]
+    assert tracker.heart is None, "no hostname: nothing to beat for"
+    signals.worker_ready.send(sender=Consumer("celery@untracked", object()))
+    assert tracker.heart is None, "a worker of an app taskjobs does not track"
+    worker = Consumer("celery@signals", app)
     signals.worker_ready.send(sender=worker)
     try:
-        assert heartbeat._heart is not None and heartbeat._heart.is_alive()
-        assert heartbeat._heart.name == "taskjobs-heartbeat-celery@signals"  # in thread dumps
+        assert tracker.heart is not None and tracker.heart.is_alive()
+        assert tracker.heart.name == "taskjobs-heartbeat-celery@signals"  # in thread dumps
         wait_for(lambda: [w["name"] for w in store.list_workers()] == ["celery@signals"],
                  what="the first heartbeat")  # fmt: skip
-        signals.worker_ready.send(sender=Consumer("celery@other"))
-        assert heartbeat._heart.worker == "celery@signals", "one heartbeat per process"
+        signals.worker_ready.send(sender=Consumer("celery@other", app))
+        assert tracker.heart.worker == "celery@signals", "one heartbeat per process"
 
         transition("cut", "running", {"worker": "celery@signals"}, seq=order_key(0, STAGE_RUNNING))
         signals.worker_shutting_down.send(sender="celery@signals", sig="SIGTERM", how="Warm",
@@ -220,9 +228,9 @@ def test_a_worker_beats_from_ready_and_its_shutdown_ends_its_running_jobs(store:
         )
         transition("warm", "running", {"worker": "celery@signals"}, seq=order_key(0, STAGE_RUNNING))
     finally:
-        heart = heartbeat._heart
+        heart = tracker.heart
         signals.worker_shutdown.send(sender=worker)
-    assert heartbeat._heart is None and heart is not None
+    assert tracker.heart is None and heart is not None
     heart.join(timeout=30)
     assert not heart.is_alive()
     (stopped,) = store.list_workers()
@@ -238,8 +246,8 @@ def test_the_worker_receivers_are_connected_strongly_and_once() -> None:
         for key, _ in list(signal.receivers):
             if str(key[0]).startswith("taskjobs."):
                 signal.disconnect(dispatch_uid=key[0])
-    heartbeat.connect()
-    heartbeat.connect()
+    receivers.connect()
+    receivers.connect()
     for signal in watched:
         ours = [ref for key, ref in signal.receivers if str(key[0]).startswith("taskjobs.")]
         assert len(ours) == 1, signal
@@ -256,7 +264,7 @@ def test_a_beating_worker_deletes_jobs_past_their_time_to_keep(
     transition("older-error", "error", {}, at=now - timedelta(hours=5))
     settings = Settings.load({"taskjobs_keep_finished": 3600, "taskjobs_keep_error": 4 * 3600,
                               "taskjobs_worker_timeout": 1.2})  # a beat every 0.2 s  # fmt: skip
-    heart = Heart("celery@keeper", settings)
+    heart = Heart("celery@keeper", settings, store)
     assert heart.daemon and heart.interval == liveness.beat_interval(settings.worker_timeout)
     with caplog.at_level(logging.INFO, logger="taskjobs"):
         heart.start()
@@ -335,12 +343,10 @@ def test_bookkeeping_that_fails_is_logged_and_never_raised(
     """Recording a worker's stop or deleting old jobs runs in the worker's own threads and
     shutdown: a store that fails there is logged, with what failed, and nothing is raised."""
     caplog.set_level(logging.INFO, logger="taskjobs")
-    taskjobs.configure(f"sqlite:///{tmp_path}/missing/folder/jobs.sqlite3")
-    try:
-        heartbeat._stopped("celery@gone", "stopped")
-        Heart("celery@gone", Settings.load({"taskjobs_keep_finished": 60})).expire()
-    finally:
-        taskjobs.configure(None)
+    unreachable = store_for(f"sqlite:///{tmp_path}/missing/folder/jobs.sqlite3")
+    heart = Heart("celery@gone", Settings.load({"taskjobs_keep_finished": 60}), unreachable)
+    heart.stopped("stopped")
+    heart.expire()
     failures = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert [r.getMessage() for r in failures] == [
         "taskjobs: could not record the stop of worker celery@gone",

@@ -18,7 +18,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 import taskjobs
-from taskjobs.api.job import getJob, setJob, transition
+from taskjobs.api.job import getJob, setJob
+from tests.writes import transition
 from taskjobs.errors import ConfigurationError, StoreError
 from taskjobs.model import (
     STAGE_ENDED,

@@ -5,14 +5,19 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import weakref
 from collections.abc import Iterator
 
 import pytest
 
 from taskjobs.celery import recorder as recording
-from taskjobs.celery.recorder import Mode, Recorder, Write
+from taskjobs.celery.recorder import Change, Mode, Recorder
 from taskjobs.errors import StoreError
+from taskjobs.lifecycle import Note
+from taskjobs.model import utcnow
 from tests.waiting import wait_for
+
+BATCHED = Mode(batched=True, interval=0.01)
 
 
 class FlakyStore:
@@ -30,35 +35,38 @@ class FlakyStore:
     def batch(self) -> Iterator[None]:
         self.batches += 1
         before = len(self.written)
-        yield
+        try:
+            yield
+        except BaseException:
+            del self.written[before:]  # rolled back whole, as a transaction is
+            raise
         self.sizes.append(len(self.written) - before)
 
-    def write(self, label: str) -> Write:
-        def perform() -> None:
-            if self.down.is_set():
-                self.refused += 1
-                raise StoreError("database unreachable", retryable=True)
-            with self.lock:
-                self.written.append(label)
+    def apply(self, change: Change) -> None:
+        if change.job_id == "bad":
+            raise StoreError("value too long", retryable=False)
+        if change.job_id == "broken":
+            raise ValueError("boom")
+        if self.down.is_set():
+            self.refused += 1
+            raise StoreError("database unreachable", retryable=True)
+        with self.lock:
+            self.written.append(change.job_id)
 
-        return Write(task_id=label, event="test write", perform=perform)
+
+def note(job_id: str) -> Note:
+    """A change for job ``job_id`` (any change: the recorder treats them alike)."""
+    return Note(job_id, "test note", utcnow())
 
 
 def logged(caplog: pytest.LogCaptureFixture, level: int = logging.WARNING) -> list[str]:
     return [record.getMessage() for record in caplog.records if record.levelno >= level]
 
 
-@pytest.fixture
-def batched() -> Iterator[None]:
-    recording.set_mode(Mode(batched=True, interval=0.01))
-    yield
-    recording.set_mode(Mode())
-
-
 def test_writes_go_straight_through_while_the_store_answers() -> None:
     store = FlakyStore()
     recorder = Recorder(store)
-    recorder.submit(store.write("a"))
+    recorder.submit(note("a"))
     assert store.written == ["a"] and not recorder.buffer and recorder.flusher is None
 
 
@@ -72,7 +80,7 @@ def test_an_outage_buffers_in_order_and_the_buffer_is_written_once_back(
     store.down.set()
     with caplog.at_level(logging.WARNING, logger="taskjobs"):
         for label in "abc":
-            recorder.submit(store.write(label))
+            recorder.submit(note(label))
         assert store.written == [] and len(recorder.buffer) == 3
         wait_for(lambda: store.refused >= 3, what="the writer to retry, backing off")
         store.down.clear()
@@ -101,11 +109,11 @@ def test_writes_submitted_once_the_store_is_back_wait_behind_the_buffered_ones(
     store = FlakyStore()
     recorder = Recorder(store)
     store.down.set()
-    recorder.submit(store.write("a"))
-    recorder.submit(store.write("b"))
+    recorder.submit(note("a"))
+    recorder.submit(note("b"))
     wait_for(lambda: store.refused, what="the writer's first attempt")
     store.down.clear()
-    recorder.submit(store.write("c"))
+    recorder.submit(note("c"))
     assert store.written == [], "c was written before the buffered a and b"
     assert recorder.drain(timeout=10) == 0
     assert store.written == ["a", "b", "c"]
@@ -117,13 +125,13 @@ def test_a_full_buffer_drops_the_oldest_and_says_so(caplog: pytest.LogCaptureFix
     store.down.set()
     with caplog.at_level(logging.ERROR, logger="taskjobs"):
         for label in "abcd":
-            recorder.submit(store.write(label))
-    assert recorder.dropped == 2 and [w.task_id for w in recorder.buffer] == ["c", "d"]
+            recorder.submit(note(label))
+    assert recorder.dropped == 2 and [w.job_id for w in recorder.buffer] == ["c", "d"]
     assert logged(caplog) == [
-        "taskjobs: tracking buffer full (2 writes): dropped the test write of task a; "
-        "1 write(s) dropped since this process started",
-        "taskjobs: tracking buffer full (2 writes): dropped the test write of task b; "
-        "2 write(s) dropped since this process started",
+        "taskjobs: tracking buffer full (2 writes): dropped the progress note of job a "
+        "('test note'); 1 write(s) dropped since this process started",
+        "taskjobs: tracking buffer full (2 writes): dropped the progress note of job b "
+        "('test note'); 2 write(s) dropped since this process started",
     ]
     store.down.clear()
     recorder.drain(timeout=10)
@@ -133,11 +141,8 @@ def test_a_full_buffer_drops_the_oldest_and_says_so(caplog: pytest.LogCaptureFix
 def test_a_write_the_store_refuses_is_not_retried() -> None:
     recorder = Recorder(FlakyStore())
 
-    def bad() -> None:
-        raise StoreError("value too long", retryable=False)
-
     with pytest.raises(StoreError, match="too long"):
-        recorder.submit(Write("x", "test write", bad))
+        recorder.submit(note("bad"))
     assert not recorder.buffer
 
 
@@ -145,7 +150,7 @@ def test_drain_reports_what_could_not_be_written(caplog: pytest.LogCaptureFixtur
     store = FlakyStore()
     recorder = Recorder(store)
     store.down.set()
-    recorder.submit(store.write("a"))
+    recorder.submit(note("a"))
     with caplog.at_level(logging.ERROR, logger="taskjobs"):
         assert recorder.drain(timeout=0.2) == 1
     assert logged(caplog, logging.ERROR) == [
@@ -160,43 +165,33 @@ def test_a_forked_child_starts_with_an_empty_buffer() -> None:
     store = FlakyStore()
     recorder = Recorder(store)
     store.down.set()
-    recorder.submit(store.write("a"))
+    recorder.submit(note("a"))
     recorder.after_fork()
     assert not recorder.buffer and recorder.dropped == 0
 
 
 def test_batched_mode_queues_every_write_and_writes_them_in_order() -> None:
     store = FlakyStore()
-    recording.set_mode(Mode(batched=True, interval=0.01))
-    try:
-        recorder = Recorder(store)
-        for label in "abcdef":
-            recorder.submit(store.write(label))
-        assert recorder.drain(timeout=10) == 0
-    finally:
-        recording.set_mode(Mode())
+    recorder = Recorder(store, BATCHED)
+    for label in "abcdef":
+        recorder.submit(note(label))
+    assert recorder.drain(timeout=10) == 0
     assert store.written == list("abcdef")
     assert 1 <= store.batches <= 6
 
 
 def test_a_bad_write_in_a_batch_is_dropped_alone(caplog: pytest.LogCaptureFixture) -> None:
     store = FlakyStore()
-    recording.set_mode(Mode(batched=True, interval=0.01))
-
-    def refused() -> None:
-        raise StoreError("value too long", retryable=False)
-
-    try:
-        recorder = Recorder(store)
-        with caplog.at_level(logging.ERROR, logger="taskjobs"):
-            recorder.submit(store.write("a"))
-            recorder.submit(Write("bad", "test write", refused))
-            recorder.submit(store.write("c"))
-            assert recorder.drain(timeout=10) == 0
-    finally:
-        recording.set_mode(Mode())
-    assert "a" in store.written and store.written[-1] == "c"
-    assert "taskjobs: dropped the test write of task bad: value too long" in logged(caplog)
+    recorder = Recorder(store, BATCHED)
+    with caplog.at_level(logging.ERROR, logger="taskjobs"):
+        recorder.submit(note("a"))
+        recorder.submit(note("bad"))
+        recorder.submit(note("c"))
+        assert recorder.drain(timeout=10) == 0
+    assert store.written == ["a", "c"]
+    assert logged(caplog) == [
+        "taskjobs: dropped the progress note of job bad ('test note'): value too long"
+    ]
 
 
 def test_every_recorder_is_drained_at_exit_and_emptied_in_a_forked_child(
@@ -204,38 +199,39 @@ def test_every_recorder_is_drained_at_exit_and_emptied_in_a_forked_child(
 ) -> None:
     """The process-wide hooks: ``drain_all`` (at exit) writes out every store's queue and
     counts what is left; a forked child starts with every queue empty."""
-    monkeypatch.setattr(recording, "_recorders", {})  # this process's own recorders are kept
+    monkeypatch.setattr(recording, "_live", weakref.WeakSet())  # keep this process's own
     answering, down = FlakyStore(), FlakyStore()
-    for store in (answering, down):
+    recorders = [Recorder(answering), Recorder(down)]
+    for store, recorder in zip((answering, down), recorders, strict=True):
         store.down.set()
-        recording.recorder_for(store).submit(store.write("queued"))
+        recorder.submit(note("queued"))
     answering.down.clear()
     assert recording.drain_all(timeout=0.5) == 1  # the write for the store still down
     assert answering.written == ["queued"]
     recording._after_fork()
-    assert not recording.recorder_for(down).buffer
+    assert not recorders[1].buffer
 
 
 def test_batched_writes_land_within_the_interval_without_being_asked(
-    batched: None, caplog: pytest.LogCaptureFixture
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     store = FlakyStore()
     with caplog.at_level(logging.INFO, logger="taskjobs"):
-        Recorder(store).submit(store.write("a"))
+        Recorder(store, BATCHED).submit(note("a"))
         wait_for(lambda: store.written == ["a"], timeout=10, what="the batch to be written")
     assert logged(caplog, logging.INFO) == [], "nothing to say when the store answers"
 
 
 def test_a_batch_holds_at_most_batch_size_writes(
-    batched: None, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setattr(recording, "BATCH_SIZE", 2)
     store = FlakyStore()
-    recorder = Recorder(store)
+    recorder = Recorder(store, BATCHED)
     store.down.set()  # everything queues up while the store is down
     with caplog.at_level(logging.WARNING, logger="taskjobs"):
         for label in "abcde":
-            recorder.submit(store.write(label))
+            recorder.submit(note(label))
         wait_for(lambda: store.refused, what="the writer's first attempt")
         store.down.clear()
         assert recorder.drain(timeout=10) == 0
@@ -245,18 +241,18 @@ def test_a_batch_holds_at_most_batch_size_writes(
 
 
 def test_an_outage_in_batched_mode_is_logged_once_and_its_end_too(
-    batched: None, caplog: pytest.LogCaptureFixture
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     store = FlakyStore()
-    recorder = Recorder(store)
+    recorder = Recorder(store, BATCHED)
     with caplog.at_level(logging.WARNING, logger="taskjobs"):
         store.down.set()
-        recorder.submit(store.write("a"))
-        recorder.submit(store.write("b"))
+        recorder.submit(note("a"))
+        recorder.submit(note("b"))
         wait_for(lambda: store.refused >= 2, what="two failed attempts")
         store.down.clear()
         assert recorder.drain(timeout=10) == 0
-        recorder.submit(store.write("c"))  # business as usual: nothing more to say
+        recorder.submit(note("c"))  # business as usual: nothing more to say
         wait_for(lambda: store.written == ["a", "b", "c"], what="the next batch")
     assert logged(caplog) == [
         "taskjobs: job store unreachable (database unreachable); will retry",
@@ -265,21 +261,17 @@ def test_an_outage_in_batched_mode_is_logged_once_and_its_end_too(
 
 
 def test_a_write_that_fails_unexpectedly_is_dropped_with_its_traceback(
-    batched: None, caplog: pytest.LogCaptureFixture
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     store = FlakyStore()
-    recorder = Recorder(store)
-
-    def broken() -> None:
-        raise ValueError("boom")
-
+    recorder = Recorder(store, BATCHED)
     with caplog.at_level(logging.ERROR, logger="taskjobs"):
-        recorder.submit(Write("bad", "test write", broken))
-        recorder.submit(store.write("ok"))
+        recorder.submit(note("broken"))
+        recorder.submit(note("ok"))
         assert recorder.drain(timeout=10) == 0
     assert store.written == ["ok"]
     (record,) = caplog.records
-    assert record.getMessage() == "taskjobs: dropped the test write of task bad"
+    assert record.getMessage() == "taskjobs: dropped the progress note of job broken ('test note')"
     assert record.exc_info is not None and "boom" in str(record.exc_info[1])
 
 
@@ -299,39 +291,30 @@ class GatedStore(FlakyStore):
             yield
 
 
-def test_writes_queued_while_a_batch_runs_survive_the_buffer_overflowing(batched: None) -> None:
+def test_writes_queued_while_a_batch_runs_survive_the_buffer_overflowing() -> None:
     """The buffer drops its oldest write to make room while the writer is performing a batch
     that holds that write: once the batch commits, the writer must take out of the buffer only
     what it performed, never a newer write."""
     store = GatedStore()
-    recorder = Recorder(store, capacity=2)
-    recorder.submit(store.write("a"))
-    recorder.submit(store.write("b"))
+    recorder = Recorder(store, BATCHED, capacity=2)
+    recorder.submit(note("a"))
+    recorder.submit(note("b"))
     assert store.inside.wait(30)  # the writer is performing [a, b]
-    recorder.submit(store.write("c"))  # the buffer, full, drops a (already being written)
+    recorder.submit(note("c"))  # the buffer, full, drops a (already being written)
     store.gate.set()
     assert recorder.drain(timeout=10) == 0
     assert store.written == ["a", "b", "c"]
 
 
-def test_each_store_has_one_recorder_of_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(recording, "_recorders", {})
-    first, second = FlakyStore(), FlakyStore()
-    recorder = recording.recorder_for(first)
-    assert recording.recorder_for(first) is recorder and recorder.store is first
-    other = recording.recorder_for(second)
-    assert other is not recorder and other.store is second
-
-
-def test_a_second_outage_is_ridden_out_like_the_first(batched: None) -> None:
+def test_a_second_outage_is_ridden_out_like_the_first() -> None:
     """The writer of a batched process lives on after an outage: the next one must be retried
     by itself again, not wait for the process to exit."""
     store = FlakyStore()
-    recorder = Recorder(store)
+    recorder = Recorder(store, BATCHED)
     for label in "ab":
         store.down.set()
         refused = store.refused
-        recorder.submit(store.write(label))
+        recorder.submit(note(label))
         wait_for(lambda r=refused: store.refused > r, what="a failed attempt")
         store.down.clear()
         wait_for(lambda n=label: n in store.written, timeout=10,

@@ -1,4 +1,4 @@
-"""Properties of the job API and of the lifecycle guard, found with Hypothesis on every database.
+"""Properties of the job API under hostile input, found with Hypothesis on every database.
 
 Hostile input: every documented function, given any id, state, data or value, either refuses it
 with ``taskjobs.InvalidInputError`` (a ``ValueError``) whose message names what is wrong, having
@@ -8,18 +8,12 @@ taskjobs' own validation code. Where the README is silent (a lone surrogate, a N
 ``exc_type`` in ``setJob`` data), both outcomes are allowed, but never a ``StoreError`` or any
 other exception.
 
-Delivery order: one task's lifecycle is the list of ``transition()`` calls the Celery handlers of
-``taskjobs.celery.handlers`` make for it. Delivering those calls in any order, with any of them
-repeated, must end the job as delivering them once, in order, does.
-
-Where taskjobs breaks a property, the test is marked ``xfail(strict=True)`` with the bug in its
-reason and the smallest failing input as an explicit ``@example``, so it fails on every run and
-every database until the bug is fixed (then strict xfail turns it into a failure to clean up).
+No property is known broken: a property found broken is fixed in the code, and the smallest
+failing input stays as an explicit ``@example`` of its test.
 
 The ``store`` fixture empties the tables once per test, not once per Hypothesis example, so each
 example empties them itself (``_empty``) and the function-scoped-fixture health check is
-suppressed for that reason. The delivery-order test runs Hypothesis inside the test instead, to
-choose fewer examples on the servers. ``--hypothesis-show-statistics`` shows how many calls were
+suppressed for that reason. ``--hypothesis-show-statistics`` shows how many calls were
 refused and how many stored.
 """
 
@@ -30,7 +24,6 @@ import functools
 import json
 import unicodedata
 import uuid
-from collections import Counter
 from collections.abc import Callable, Mapping
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -54,15 +47,7 @@ from taskjobs.api.job import (
     setJobFinished,
     setJobPending,
     setJobRunning,
-    transition,
     updateJobResult,
-)
-from taskjobs.model import (
-    STAGE_ENDED,
-    STAGE_PUBLISHED,
-    STAGE_RECEIVED,
-    STAGE_RUNNING,
-    order_key,
 )
 from taskjobs.store import Store
 from taskjobs.store.tables import jobs, transitions
@@ -894,240 +879,3 @@ def test_every_job_is_listed_under_its_own_name_and_user(
     job = setJob("job", data)
     assert [j["id"] for j in getJobs(name=job["name"])] == ["job"]
     assert [j["id"] for j in getJobs(user=job["user"])] == ["job"]
-
-
-# -- delivery order of Celery lifecycle events ---------------------------------------------------
-
-T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
-REQUEST = '{"args": [2, 3], "kwargs": {}}'
-RESULT = '{"sum": 5}'
-# What the publisher, the receiving worker and the running task fill in (the same task, so the
-# same values: which one arrives first does not matter).
-PUBLISHED_FILL = {"name": "proj.add", "user": "alice", "request": REQUEST, "queue": "celery"}
-RECEIVED_FILL = {"name": "proj.add", "user": "alice", "queue": "celery"}
-# How the task's last attempt ends. Attempt-unknown ends (``stage=``) come from the worker's main
-# process: Celery sends task_failure twice for one hard time limit.
-OUTCOMES = ("success", "failure", "revoked", "time-limit", "worker-lost")
-FINAL = {
-    "success": ("finished", "SUCCESS", RESULT, None),
-    "failure": ("error", "FAILURE", "", "ValueError"),
-    "revoked": ("error", "REVOKED", "", None),
-    "time-limit": ("error", "FAILURE", "", "TimeLimitExceeded"),
-    "worker-lost": ("error", "FAILURE", "", "WorkerLostError"),
-}
-
-
-@dataclasses.dataclass(frozen=True)
-class Event:
-    """One ``transition()`` call, exactly as a handler of ``taskjobs.celery.handlers`` makes it."""
-
-    state: str
-    values: dict[str, Any]
-    fill: dict[str, Any] = dataclasses.field(default_factory=dict)
-    seq: int | None = None
-    stage: int | None = None
-    message: str | None = None
-    guard_message: bool = True
-
-    def deliver(self, job_id: str) -> None:
-        transition(
-            job_id,
-            self.state,
-            self.values,
-            fill=self.fill,
-            seq=self.seq,
-            stage=self.stage,
-            message=self.message,
-            guard_message=self.guard_message,
-        )
-
-
-def _retry_note(attempt: int) -> str:
-    return f"attempt {attempt + 1} failed, retrying: boom {attempt}\n"
-
-
-def lifecycle(retries: int, outcome: str) -> tuple[dict[str, Event], tuple[str, ...]]:
-    """The events of a task retried ``retries`` times, then ending in ``outcome``, and the order
-    Celery sends them in (a hard time limit's failure appears twice)."""
-    events: dict[str, Event] = {}
-    order: list[str] = []
-    for attempt in range(retries + 1):
-        moment = T0 + timedelta(minutes=attempt)
-        events[f"publish/{attempt}"] = Event(
-            "pending",
-            {"celery_state": "PENDING" if attempt == 0 else "RETRY", "retries": attempt},
-            fill=PUBLISHED_FILL,
-            seq=order_key(attempt, STAGE_PUBLISHED),
-        )
-        events[f"received/{attempt}"] = Event(
-            "pending",
-            {
-                "celery_state": "RECEIVED",
-                "received_at": moment,
-                "worker": f"celery@w{attempt}",
-                "retries": attempt,
-            },
-            fill=RECEIVED_FILL,
-            seq=order_key(attempt, STAGE_RECEIVED),
-        )
-        events[f"running/{attempt}"] = Event(
-            "running",
-            {
-                "celery_state": "STARTED",
-                "started_at": moment,
-                "worker": f"celery@w{attempt}",
-                "pid": 100 + attempt,
-                "retries": attempt,
-            },
-            fill=PUBLISHED_FILL,
-            seq=order_key(attempt, STAGE_RUNNING),
-        )
-        # Task.retry() publishes the next attempt, then Celery sends task_retry.
-        order += [f"publish/{attempt}", f"received/{attempt}", f"running/{attempt}"]
-        if attempt < retries:
-            events[f"retry/{attempt}"] = Event(
-                "pending",
-                {"celery_state": "RETRY", "retries": attempt + 1},
-                seq=order_key(attempt + 1, STAGE_PUBLISHED),
-                message=_retry_note(attempt),
-                guard_message=False,
-            )
-    # publish/N+1 comes before retry/N: move each retry right after the next publish.
-    for attempt in range(retries):
-        order.insert(order.index(f"publish/{attempt + 1}") + 1, f"retry/{attempt}")
-    ended = order_key(retries, STAGE_ENDED)
-    status, celery_state, result, exc_type = FINAL[outcome]
-    if outcome == "success":
-        end = Event(
-            status,
-            {"celery_state": celery_state, "result": result, "runtime": 0.5, "retries": retries},
-            fill={"name": "proj.add"},
-            seq=ended,
-        )
-    elif outcome in ("failure", "revoked"):
-        values = {"celery_state": celery_state, "runtime": 0.5, "retries": retries}
-        if exc_type:
-            values["exc_type"] = exc_type
-        end = Event(status, values, seq=ended, message=f"{outcome} of attempt {retries}\n")
-    else:
-        end = Event(
-            status,
-            {"celery_state": celery_state, "exc_type": exc_type},
-            stage=STAGE_ENDED,
-            message=f"{outcome}: the attempt was killed\n",
-        )
-    events[outcome] = end
-    order += [outcome, outcome] if outcome == "time-limit" else [outcome]
-    return events, tuple(order)
-
-
-@dataclasses.dataclass(frozen=True)
-class Delivery:
-    retries: int
-    outcome: str
-    labels: tuple[str, ...]  # the events as delivered, by name
-
-
-@st.composite
-def deliveries(draw: st.DrawFn) -> Delivery:
-    """Every event of a lifecycle at least once, some repeated, in any order.
-
-    An end that does not know its attempt (``stage=``) ends whatever attempt the row is at, so it
-    is delivered after the start of the attempt it ends: the child process records that start
-    before the task body runs, and the main process only sees the kill after that.
-    """
-    retries = draw(st.integers(0, 2))
-    outcome = draw(st.sampled_from(OUTCOMES))
-    events, order = lifecycle(retries, outcome)
-    knows_attempt = [label for label in order if events[label].stage is None]
-    blind = [label for label in order if events[label].stage is not None]
-    repeats = draw(st.lists(st.sampled_from(knows_attempt), max_size=4))
-    labels = list(draw(st.permutations(knows_attempt + repeats)))
-    if blind:
-        start = labels.index(f"running/{retries}")
-        for label in blind + draw(st.lists(st.just(blind[0]), max_size=1)):
-            labels.insert(draw(st.integers(start + 1, len(labels))), label)
-    return Delivery(retries, outcome, tuple(labels))
-
-
-def _deliver(job_id: str, events: dict[str, Event], labels: tuple[str, ...]) -> dict[str, Any]:
-    for label in labels:
-        events[label].deliver(job_id)
-    job, _ = findJob(job_id)
-    assert job is not None
-    return job.as_dict()
-
-
-COMPARED = ("status", "celery_state", "result", "exc_type", "name", "user", "request", "queue")
-
-
-def _check_delivery(store: Store, delivery: Delivery, *, retries_always: bool) -> None:
-    """Compare the job after ``delivery`` with the job after the events in Celery's order.
-
-    Must be equal: status, celery_state, result, exc_type, and what the events fill in (name,
-    user, request, queue). ``retries`` must be equal when the last attempt's start arrives before
-    its end, as it always does in Celery (the worker records the start before the task body
-    runs); with ``retries_always``, in every order. ``messages`` must hold the same lines in any
-    order, plus one more copy of a retry note for each repeat of that task_retry: retry notes are
-    appended even when their state is older (so none is lost when the next attempt's publish
-    won), hence once per delivery; the end's note is guarded, so it is there exactly once. Not
-    compared: worker, pid and the timestamps, which come from whichever event carrying them
-    applied last.
-    """
-    _empty(store)
-    events, in_order = lifecycle(delivery.retries, delivery.outcome)
-    ordered = _deliver("in-order", events, in_order)
-    delivered = _deliver("delivered", events, delivery.labels)
-
-    # The in-order run is what the README says.
-    status, celery_state, result, exc_type = FINAL[delivery.outcome]
-    assert (ordered["status"], ordered["celery_state"], ordered["result"]) == (
-        status,
-        celery_state,
-        result,
-    )
-    assert (ordered["exc_type"], ordered["retries"]) == (exc_type, delivery.retries)
-    notes = "".join(_retry_note(attempt) for attempt in range(delivery.retries))
-    end_note = events[delivery.outcome].message or ""
-    assert ordered["messages"] == notes + end_note
-    assert {key: ordered[key] for key in ("name", "user", "request", "queue")} == PUBLISHED_FILL
-
-    for key in COMPARED:
-        assert delivered[key] == ordered[key], key
-    # The last attempt's start, once recorded, is older only than the end.
-    started = delivery.labels.index(f"running/{delivery.retries}")
-    if retries_always or started < delivery.labels.index(delivery.outcome):
-        assert delivered["retries"] == ordered["retries"]
-    extra = Counter(delivery.labels) - Counter(in_order)
-    expected_lines = Counter(ordered["messages"].splitlines()) + Counter(
-        {
-            _retry_note(int(label.split("/")[1])).rstrip("\n"): count
-            for label, count in extra.items()
-            if label.startswith("retry/")
-        }
-    )
-    assert Counter(delivered["messages"].splitlines()) == expected_lines
-
-
-def test_any_delivery_order_ends_the_job_as_the_ordered_lifecycle_does(store: Store) -> None:
-    # Every delivery is a committed transaction: fewer examples on the servers than on SQLite.
-    @_settings(60 if store.engine.dialect.name == "sqlite" else 30)
-    @given(delivery=deliveries())
-    def check(delivery: Delivery) -> None:
-        _check_delivery(store, delivery, retries_always=False)
-
-    check()
-
-
-# The task ends (attempt 1) before anything else of it is recorded.
-END_BEFORE_START = ("success", "publish/0", "received/0", "running/0", "publish/1", "retry/0")
-END_BEFORE_START += ("received/1", "running/1")
-
-
-@_settings(20)
-@example(delivery=Delivery(1, "success", END_BEFORE_START))
-@given(delivery=deliveries())
-def test_any_delivery_order_ends_with_the_attempts_the_task_made(
-    store: Store, delivery: Delivery
-) -> None:
-    _check_delivery(store, delivery, retries_always=True)

@@ -1,0 +1,126 @@
+"""The publish side: a job exists, pending, before any worker can see its message.
+
+``before_task_publish`` runs in the publisher, inside ``apply_async``/``send_task``, just
+before the message goes to the broker. A publish that raises after that leaves the job in
+error, never pending for a message no broker holds.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from celery import Celery, Task
+
+from taskjobs import lifecycle
+from taskjobs.celery import canvas, registry
+from taskjobs.celery.message import (
+    DELIVERY_HEADER,
+    NESTING_HEADER,
+    USER_HEADER,
+    delivery,
+    lineage,
+    whole,
+)
+from taskjobs.celery.payload import request_text
+from taskjobs.celery.tracker import Tracker, never_raising
+from taskjobs.model import check_datetime, delivery_stamp, utcnow
+
+# The job this thread's publish wrote (id, task name, tracker), so that a failed publish can be
+# recorded.
+_published = threading.local()
+
+
+def on_before_publish(
+    sender: str | None = None,
+    body: Any = None,
+    exchange: str | None = None,
+    routing_key: str | None = None,
+    headers: dict[str, Any] | None = None,
+    declare: Any = None,
+    **_: Any,
+) -> None:
+    """The job exists, pending, before any worker can see the message; the message is stamped
+    with its delivery, and a task publishing its own replacement notes what replaces it."""
+    headers = headers if headers is not None else {}
+    task_id = headers.get("id")
+    with never_raising("publish", task_id):
+        app = registry.publishing_app()
+        if app is None or task_id is None:
+            return
+        tracker = registry.for_name(sender, app)
+        existing_only = False
+        if tracker is None:
+            adopted = registry.tracking(registry.task_named(sender, app),
+                                        headers.get(NESTING_HEADER))  # fmt: skip
+            if adopted is None:
+                return
+            tracker, existing_only = adopted
+        running = _running_task()
+        stamp = delivery_stamp(utcnow(), delivery(running.request) if running is not None else None)
+        headers[DELIVERY_HEADER] = stamp
+        if running is not None:
+            canvas.note_replacement(running, sender, headers, body)
+        args, kwargs = (body[0], body[1]) if isinstance(body, (tuple, list)) else ((), {})
+        queue = getattr(declare[0], "name", None) if declare else None
+        event = lifecycle.published(
+            task_id,
+            name=sender,
+            user=headers.get(USER_HEADER),
+            request=request_text(
+                tracker.settings,
+                registry.task_named(sender, app),
+                args,
+                kwargs,
+                headers.get("argsrepr"),
+                headers.get("kwargsrepr"),
+            ),
+            queue=queue or routing_key or exchange,
+            lineage=lineage(headers),
+            retries=whole(headers.get("retries")),
+            eta=check_datetime("eta", headers.get("eta")),
+            delivery=stamp,
+            at=utcnow(),
+            existing_only=existing_only,
+        )
+        _published.job = (event.job_id, sender, tracker)
+        tracker.record(event)
+
+
+def _running_task() -> Task | None:
+    """The task running in this thread, if any (a publish from inside a task)."""
+    from celery import current_task
+
+    task: Task | None = current_task._get_current_object()
+    running = task is not None and getattr(task.request, "id", None) is not None
+    return task if running else None
+
+
+@contextmanager
+def watching_publish(app: Celery) -> Iterator[None]:
+    """Around a publish through ``app``: its job belongs to ``app``'s tracker, and if the
+    publish raises after the job was written, the job is marked as never queued."""
+    _published.job = None
+    try:
+        with registry.publishing(app):
+            yield
+    except Exception as exc:
+        published: tuple[str, str | None, Tracker] | None = getattr(_published, "job", None)
+        if published is not None:
+            _record_publish_failure(*published, exc)
+        raise
+    finally:
+        _published.job = None
+
+
+def _record_publish_failure(
+    task_id: str, name: str | None, tracker: Tracker, exc: BaseException
+) -> None:
+    with never_raising("publish failure", task_id):
+        tracker.record(
+            lifecycle.publish_failed(
+                task_id, name=name, error=repr(exc), exc_type=type(exc).__name__, at=utcnow()
+            )
+        )

@@ -1,0 +1,92 @@
+"""A tracker: what taskjobs keeps for one Celery app (its settings, store, recorder, heartbeat).
+
+Nothing here is shared between apps: two apps in one process, each with its own database,
+write mode and worker timeout, each write and beat as configured.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from taskjobs import config
+from taskjobs.celery.heartbeat import Heart
+from taskjobs.celery.recorder import Change, Mode, Recorder
+from taskjobs.settings import Settings
+from taskjobs.store import Store
+
+logger = logging.getLogger("taskjobs")
+
+
+class Tracker:
+    """Tracks the tasks of one app: records their changes in its store, in its write mode."""
+
+    def __init__(self, name: str, settings: Settings) -> None:
+        # The app's name (``app.main``), for log lines; the tracker holds no reference to it.
+        self.name = name
+        self.settings = settings
+        # One recorder per store this app has written to (a store that does not answer never
+        # holds up another), made on first use.
+        self._recorders: dict[tuple[int, Mode], Recorder] = {}
+        self._lock = threading.Lock()
+        # The heartbeat of this worker process, once it consumes.
+        self.heart: Heart | None = None
+
+    def __repr__(self) -> str:
+        return f"Tracker({self.name!r}, {self.store!r}, {self.settings.write_mode})"
+
+    @property
+    def store(self) -> Store:
+        """Where this app's jobs are: the store ``configure(url)`` chose, else the app's own
+        ``taskjobs_database_url``, else the default store."""
+        return config.app_store(self.settings.database_url)
+
+    @property
+    def mode(self) -> Mode:
+        return Mode(
+            batched=self.settings.write_mode == "batched", interval=self.settings.batch_interval
+        )
+
+    def recorder(self) -> Recorder:
+        """The recorder of this app for its store now."""
+        store, mode = self.store, self.mode
+        key = (id(store), mode)
+        found = self._recorders.get(key)
+        if found is None:
+            with self._lock:
+                found = self._recorders.setdefault(key, Recorder(store, mode))
+        return found
+
+    def record(self, change: Change) -> None:
+        """Apply ``change`` to this app's store, now or from the recorder's queue."""
+        self.recorder().submit(change)
+
+    def drain(self) -> int:
+        """Write out what this app's recorders queued; returns how many writes are left."""
+        return sum(recorder.drain() for recorder in list(self._recorders.values()))
+
+    def start_heartbeat(self, worker: str) -> None:
+        """Beat for ``worker`` (this process's node name) in this app's store, once."""
+        if self.heart is None:
+            self.heart = Heart(worker, self.settings, self.store)
+            self.heart.start()
+
+    def stop_heartbeat(self, reason: str) -> None:
+        """Stop beating, and record the worker stopped: its jobs still running end lost."""
+        heart, self.heart = self.heart, None
+        if heart is not None:
+            heart.stop()
+            heart.stopped(reason)
+
+
+@contextmanager
+def never_raising(what: str, task_id: Any) -> Iterator[None]:
+    """Around one recording: log any failure with the task id, and swallow it (tracking never
+    changes a task's outcome)."""
+    try:
+        yield
+    except Exception:
+        logger.exception("taskjobs: could not record %s of task %s", what, task_id)

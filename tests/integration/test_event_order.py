@@ -1,0 +1,245 @@
+"""Event order: late, repeated and reordered lifecycle events end a job as the ordered lifecycle
+does, on every database (Hypothesis).
+
+One task's lifecycle is the list of events the Celery receivers build for it, built here with
+the same builders (``taskjobs.lifecycle``) from the values Celery would hand them. Delivering
+those events in any order, with any of them repeated, must end the job as delivering them once,
+in order, does. With ``stamped`` the messages carry taskjobs' delivery stamps (a tracked
+publisher); without, they come from a publisher that does not stamp them.
+
+The ``store`` fixture empties the tables once per test, so each example empties them itself;
+Hypothesis runs inside the test to choose fewer examples on the servers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import sqlalchemy as sa
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from taskjobs import lifecycle
+from taskjobs.api.job import findJob
+from taskjobs.lifecycle import Event, Lineage
+from taskjobs.model import delivery_stamp
+from taskjobs.store import Store
+from taskjobs.store.tables import jobs, transitions
+
+T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+NAME, USER, QUEUE = "proj.add", "alice", "celery"
+REQUEST = '{"args": [2, 3], "kwargs": {}}'
+RESULT = '{"sum": 5}'
+# How the task's last attempt ends. Attempt-unknown ends come from the worker's main process:
+# Celery sends task_failure twice for one hard time limit.
+OUTCOMES = ("success", "failure", "revoked", "time-limit", "worker-lost")
+# What the README says each outcome leaves: status, celery_state, result, exc_type.
+FINAL = {
+    "success": ("finished", "SUCCESS", RESULT, None),
+    "failure": ("error", "FAILURE", "", "ValueError"),
+    "revoked": ("error", "REVOKED", "", None),
+    "time-limit": ("error", "FAILURE", "", "TimeLimitExceeded"),
+    "worker-lost": ("error", "FAILURE", "", "WorkerLostError"),
+}
+
+
+def _settings(examples: int) -> settings:
+    return settings(
+        max_examples=examples,
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture],
+    )
+
+
+def end_reason(outcome: str, retries: int) -> str | None:
+    """The reason an ending attempt notes in the job's messages (a success notes none)."""
+    if outcome in ("failure", "revoked"):
+        return f"{outcome} of attempt {retries}"
+    return None if outcome == "success" else f"{outcome}: the attempt was killed"
+
+
+def lifecycle_of(
+    job_id: str, retries: int, outcome: str, stamped: bool
+) -> tuple[dict[str, Event], tuple[str, ...]]:
+    """The events of a task retried ``retries`` times, then ending in ``outcome``, and the order
+    Celery sends them in (a hard time limit's failure appears twice)."""
+    events: dict[str, Event] = {}
+    order: list[str] = []
+    stamp: int | None = None
+    for attempt in range(retries + 1):
+        moment = T0 + timedelta(minutes=attempt)
+        # A retry's message is published from inside the attempt before it: stamped after it.
+        stamp = delivery_stamp(moment, stamp) if stamped else None
+        events[f"publish/{attempt}"] = lifecycle.published(
+            job_id, name=NAME, user=USER, request=REQUEST, queue=QUEUE, lineage=Lineage(),
+            retries=attempt, eta=None, delivery=stamp, at=moment,
+        )  # fmt: skip
+        events[f"received/{attempt}"] = lifecycle.received(
+            job_id, name=NAME, user=USER, queue=QUEUE, lineage=Lineage(), retries=attempt,
+            eta=None, worker=f"celery@w{attempt}", redelivered=False, delivery=stamp,
+            at=moment + timedelta(seconds=1),
+        )  # fmt: skip
+        events[f"running/{attempt}"] = lifecycle.started(
+            job_id, name=NAME, user=USER, request=REQUEST, queue=QUEUE, lineage=Lineage(),
+            retries=attempt, worker=f"celery@w{attempt}", pid=100 + attempt, redelivered=False,
+            delivery=stamp, at=moment + timedelta(seconds=2),
+        )  # fmt: skip
+        # Task.retry() publishes the next attempt, then Celery sends task_retry.
+        order += [f"publish/{attempt}", f"received/{attempt}", f"running/{attempt}"]
+        if attempt < retries:
+            events[f"retry/{attempt}"] = lifecycle.retried(
+                job_id, retries=attempt, reason=f"boom {attempt}", delivery=stamp,
+                at=moment + timedelta(seconds=3),
+            )  # fmt: skip
+    # publish/N+1 comes before retry/N: move each retry right after the next publish.
+    for attempt in range(retries):
+        order.insert(order.index(f"publish/{attempt + 1}") + 1, f"retry/{attempt}")
+    end = T0 + timedelta(minutes=retries, seconds=4)
+    _, celery_state, result, exc_type = FINAL[outcome]
+    if outcome == "success":
+        events[outcome] = lifecycle.succeeded(
+            job_id, name=NAME, result=result, runtime=0.5, retries=retries, delivery=stamp, at=end
+        )
+    elif outcome in ("failure", "revoked"):
+        events[outcome] = lifecycle.ended(
+            job_id, what=outcome, celery_state=celery_state, retries=retries,
+            reason=end_reason(outcome, retries), exc_type=exc_type,
+            runtime=0.5 if outcome == "failure" else None, delivery=stamp, at=end,
+        )  # fmt: skip
+    else:  # seen in the worker's main process, which knows neither attempt nor message
+        events[outcome] = lifecycle.ended(
+            job_id, what=outcome, celery_state=celery_state, retries=None,
+            reason=end_reason(outcome, retries), exc_type=exc_type, at=end,
+        )  # fmt: skip
+    order += [outcome, outcome] if outcome == "time-limit" else [outcome]
+    return events, tuple(order)
+
+
+@dataclasses.dataclass(frozen=True)
+class Delivery:
+    retries: int
+    outcome: str
+    stamped: bool
+    labels: tuple[str, ...]  # the events as delivered, by name
+
+
+@st.composite
+def deliveries(draw: st.DrawFn) -> Delivery:
+    """Every event of a lifecycle at least once, some repeated, in any order.
+
+    An end that does not know its attempt (``stage``) ends whatever attempt the row is at, so
+    it is delivered after the start of the attempt it ends: the child process records that start
+    before the task body runs, and the main process only sees the kill after that.
+    """
+    retries = draw(st.integers(0, 2))
+    outcome = draw(st.sampled_from(OUTCOMES))
+    stamped = draw(st.booleans())
+    events, order = lifecycle_of("job", retries, outcome, stamped)
+    knows_attempt = [label for label in order if events[label].stage is None]
+    blind = [label for label in order if events[label].stage is not None]
+    repeats = draw(st.lists(st.sampled_from(knows_attempt), max_size=4))
+    labels = list(draw(st.permutations(knows_attempt + repeats)))
+    if blind:
+        start = labels.index(f"running/{retries}")
+        for label in blind + draw(st.lists(st.just(blind[0]), max_size=1)):
+            labels.insert(draw(st.integers(start + 1, len(labels))), label)
+    return Delivery(retries, outcome, stamped, tuple(labels))
+
+
+def _empty(store: Store) -> None:
+    with store.engine.begin() as connection:
+        connection.execute(sa.delete(transitions))
+        connection.execute(sa.delete(jobs))
+
+
+def _deliver(store: Store, job_id: str, delivery: Delivery, labels: tuple[str, ...]) -> Any:
+    events, _ = lifecycle_of(job_id, delivery.retries, delivery.outcome, delivery.stamped)
+    for label in labels:
+        store.apply(events[label])
+    job, _ = findJob(job_id)
+    assert job is not None
+    return job.as_dict(), events
+
+
+COMPARED = ("status", "celery_state", "result", "exc_type", "name", "user", "request", "queue")
+
+
+def _check_delivery(store: Store, delivery: Delivery, *, retries_always: bool) -> None:
+    """Compare the job after ``delivery`` with the job after the events in Celery's order.
+
+    Must be equal: status, celery_state, result, exc_type, and what the events fill in (name,
+    user, request, queue). ``retries`` must be equal when the last attempt's start arrives before
+    its end, as it always does in Celery (the worker records the start before the task body
+    runs); with ``retries_always``, in every order. ``messages`` must hold the same lines in any
+    order, plus one more copy of a retry note for each repeat of that task_retry: retry notes are
+    appended even when their state is older (so none is lost when the next attempt's publish
+    won), hence once per delivery; the end's note is guarded, so it is there exactly once. Not
+    compared: worker, pid and the timestamps, which come from whichever event carrying them
+    applied last.
+    """
+    _empty(store)
+    in_order = lifecycle_of("in-order", delivery.retries, delivery.outcome, delivery.stamped)[1]
+    ordered, events = _deliver(store, "in-order", delivery, in_order)
+    delivered, _ = _deliver(store, "delivered", delivery, delivery.labels)
+
+    # The in-order run is what the README says.
+    status, celery_state, result, exc_type = FINAL[delivery.outcome]
+    assert (ordered["status"], ordered["celery_state"], ordered["result"]) == (
+        status,
+        celery_state,
+        result,
+    )
+    assert (ordered["exc_type"], ordered["retries"]) == (exc_type, delivery.retries)
+    lines = ordered["messages"].splitlines()
+    notes = [f"attempt {attempt + 1} failed, retrying: boom {attempt}"
+             for attempt in range(delivery.retries)]  # fmt: skip
+    reason = end_reason(delivery.outcome, delivery.retries)
+    assert [line.split("] ", 1)[1] for line in lines] == notes + ([reason] if reason else [])
+    expected_fill = {"name": NAME, "user": USER, "request": REQUEST, "queue": QUEUE}
+    assert {key: ordered[key] for key in expected_fill} == expected_fill
+
+    for key in COMPARED:
+        assert delivered[key] == ordered[key], key
+    # The last attempt's start, once recorded, is older only than the end.
+    started = delivery.labels.index(f"running/{delivery.retries}")
+    if retries_always or started < delivery.labels.index(delivery.outcome):
+        assert delivered["retries"] == ordered["retries"]
+    extra = Counter(delivery.labels) - Counter(in_order)
+    retry_notes = {
+        label: (events[label].message or "").rstrip("\n")
+        for label in extra
+        if label.startswith("retry/")
+    }
+    expected_lines = Counter(lines) + Counter(
+        {retry_notes[label]: count for label, count in extra.items() if label in retry_notes}
+    )
+    assert Counter(delivered["messages"].splitlines()) == expected_lines
+
+
+def test_any_delivery_order_ends_the_job_as_the_ordered_lifecycle_does(store: Store) -> None:
+    # Every delivery is a committed transaction: fewer examples on the servers than on SQLite.
+    @_settings(60 if store.engine.dialect.name == "sqlite" else 30)
+    @given(delivery=deliveries())
+    def check(delivery: Delivery) -> None:
+        _check_delivery(store, delivery, retries_always=False)
+
+    check()
+
+
+# The task ends (attempt 1) before anything else of it is recorded.
+END_BEFORE_START = ("success", "publish/0", "received/0", "running/0", "publish/1", "retry/0")
+END_BEFORE_START += ("received/1", "running/1")
+
+
+@_settings(20)
+@example(delivery=Delivery(1, "success", False, END_BEFORE_START))
+@example(delivery=Delivery(1, "success", True, END_BEFORE_START))
+@given(delivery=deliveries())
+def test_any_delivery_order_ends_with_the_attempts_the_task_made(
+    store: Store, delivery: Delivery
+) -> None:
+    _check_delivery(store, delivery, retries_always=True)

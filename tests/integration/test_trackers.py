@@ -1,0 +1,165 @@
+"""One tracker per app: two Celery apps in one process keep their own database, write mode and
+worker timeout, and neither redirects the other's jobs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from celery import Celery, signals
+
+import taskjobs
+from taskjobs.api.job import getJob
+from taskjobs.celery import registry
+from taskjobs.celery.tracker import Tracker
+from taskjobs.store import Store, store_for
+
+
+@dataclass
+class TrackedApp:
+    app: Celery
+    tracker: Tracker
+    store: Store
+    task: Any
+
+
+def tracked_app(name: str, url: str, **conf: Any) -> TrackedApp:
+    """An installed app called ``name`` writing to ``url``, with one task, ``{name}.work``."""
+    app = Celery(name, broker="memory://", set_as_current=False)
+    app.conf.update(taskjobs_database_url=url, task_default_queue=f"{name}-queue", **conf)
+
+    @app.task(name=f"{name}.work", shared=False)
+    def work(value: int) -> int:
+        return value * 2
+
+    return TrackedApp(app, taskjobs.install(app), store_for(url), work)
+
+
+@pytest.fixture
+def two_apps(tmp_path: Path) -> Iterator[tuple[TrackedApp, TrackedApp]]:
+    taskjobs.configure(None)  # no store chosen by hand: each app's own setting counts
+    orders = tracked_app("orders", f"sqlite:///{tmp_path}/orders.sqlite3",
+                         taskjobs_worker_timeout=5)  # fmt: skip
+    # Batched, every 60 s: its writes wait in the queue until drained.
+    billing = tracked_app("billing", f"sqlite:///{tmp_path}/billing.sqlite3",
+                          taskjobs_write_mode="batched", taskjobs_batch_interval=60,
+                          taskjobs_worker_timeout=30)  # fmt: skip
+    yield orders, billing
+    for tracked in (orders, billing):
+        tracked.tracker.drain()
+        tracked.tracker.stop_heartbeat("test over")
+    taskjobs.configure(None)
+
+
+def test_each_app_writes_its_jobs_to_its_own_database(
+    two_apps: tuple[TrackedApp, TrackedApp],
+) -> None:
+    orders, billing = two_apps
+    placed = orders.task.apply((1,))
+    charged = billing.task.apply((2,))
+    assert placed.get() == 2 and charged.get() == 4
+    billing.tracker.drain()
+
+    job = orders.store.get(placed.id)
+    assert job is not None and (job.status, job.result, job.name) == (
+        "finished",
+        "2",
+        "orders.work",
+    )
+    job = billing.store.get(charged.id)
+    assert job is not None and (job.status, job.result, job.name) == (
+        "finished",
+        "4",
+        "billing.work",
+    )
+    assert orders.store.get(charged.id) is None and billing.store.get(placed.id) is None
+    assert (orders.tracker.store, billing.tracker.store) == (orders.store, billing.store)
+
+
+def test_a_publish_is_recorded_by_the_app_that_publishes_it(
+    two_apps: tuple[TrackedApp, TrackedApp],
+) -> None:
+    """``apply_async`` through the broker: the pending job is in the publishing app's store."""
+    orders, billing = two_apps
+    placed = orders.task.apply_async((1,))
+    charged = billing.app.send_task("billing.work", (2,))
+    billing.tracker.drain()
+    job = orders.store.get(placed.id)
+    assert job is not None and (job.status, job.queue) == ("pending", "orders-queue")
+    job = billing.store.get(charged.id)
+    assert job is not None and (job.status, job.queue) == ("pending", "billing-queue")
+    assert orders.store.get(charged.id) is None and billing.store.get(placed.id) is None
+
+
+def test_an_app_that_is_not_installed_is_not_tracked_by_another(
+    two_apps: tuple[TrackedApp, TrackedApp],
+) -> None:
+    """A third app, never installed, publishes and runs a task of the same name as a tracked
+    one: neither tracked app records it."""
+    orders, billing = two_apps
+    other = Celery("other", broker="memory://", set_as_current=False)
+
+    @other.task(name="orders.work", shared=False)
+    def work(value: int) -> int:
+        return value
+
+    ran, published = work.apply((1,)), other.send_task("orders.work", (1,))
+    for tracked in (orders, billing):
+        tracked.tracker.drain()
+        assert tracked.store.get(ran.id) is None and tracked.store.get(published.id) is None
+
+
+def test_each_app_writes_in_its_own_mode(two_apps: tuple[TrackedApp, TrackedApp]) -> None:
+    orders, billing = two_apps
+    assert not orders.tracker.recorder().mode.batched and billing.tracker.recorder().mode.batched
+    placed, charged = orders.task.apply((1,)), billing.task.apply((2,))
+    assert orders.store.get(placed.id) is not None, "direct: written before apply() returns"
+    assert billing.store.get(charged.id) is None, "batched: queued for the next batch"
+    assert len(billing.tracker.recorder().buffer) == 2  # its start and its end
+    assert billing.tracker.drain() == 0
+    assert getattr(billing.store.get(charged.id), "status", None) == "finished"
+
+
+class Consumer:
+    """What sends ``worker_ready``: a worker's consumer, with its hostname and app."""
+
+    def __init__(self, hostname: str, app: Celery) -> None:
+        self.hostname, self.app = hostname, app
+
+
+def test_a_worker_beats_with_its_own_apps_timeout_in_its_own_store(
+    two_apps: tuple[TrackedApp, TrackedApp],
+) -> None:
+    orders, billing = two_apps
+    signals.worker_ready.send(sender=Consumer("celery@orders", orders.app))
+    heart = orders.tracker.heart
+    assert heart is not None and (heart.timeout, heart.store) == (5.0, orders.store)
+    assert billing.tracker.heart is None, "the other app's worker is not this one"
+    signals.worker_ready.send(sender=Consumer("celery@billing", billing.app))
+    heart = billing.tracker.heart
+    assert heart is not None and (heart.timeout, heart.store) == (30.0, billing.store)
+
+
+def test_the_first_installed_app_chooses_the_default_store(
+    two_apps: tuple[TrackedApp, TrackedApp],
+) -> None:
+    """The documented functions, outside any app, read the store of the first app installed
+    with a database URL; ``configure(url)`` overrides it, for every app too."""
+    orders, billing = two_apps
+    placed = orders.task.apply((1,))
+    assert getJob(placed.id, "finished") is not None
+    chosen = taskjobs.configure(str(billing.store.url))
+    assert orders.tracker.store is chosen and billing.tracker.store is chosen
+
+
+def test_install_returns_the_apps_tracker_with_its_settings_read_again(
+    two_apps: tuple[TrackedApp, TrackedApp],
+) -> None:
+    orders, _ = two_apps
+    orders.app.conf.taskjobs_worker_timeout = 9
+    assert taskjobs.install(orders.app) is orders.tracker
+    assert orders.tracker.settings.worker_timeout == 9.0
+    assert registry.installed(orders.app) is orders.tracker

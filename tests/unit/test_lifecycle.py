@@ -1,0 +1,115 @@
+"""Lifecycle events as values: what each builder makes of what Celery hands a receiver."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+from taskjobs import InvalidInputError, lifecycle
+from taskjobs.lifecycle import Lineage
+from taskjobs.model import (
+    STAGE_ENDED,
+    STAGE_PRESUMED_END,
+    STAGE_PUBLISHED,
+    STAGE_RECEIVED,
+    STAGE_RECEIVED_AGAIN,
+    STAGE_RUNNING_AGAIN,
+    order_key,
+)
+
+AT = datetime(2026, 3, 4, 5, 6, 7, 890000, tzinfo=timezone.utc)
+
+
+def test_a_publish_fills_what_it_knows_and_orders_by_attempt_and_delivery() -> None:
+    event = lifecycle.published(
+        "job", name="proj.add", user=None, request="[]", queue="celery",
+        lineage=Lineage(parent_id="job", root_id="root", group_id=None), retries=2, eta=None,
+        delivery=1234, at=AT,
+    )  # fmt: skip
+    assert (event.state, event.seq, event.delivery) == (
+        "pending",
+        order_key(2, STAGE_PUBLISHED),
+        1234,
+    )
+    assert event.values == {"celery_state": "RETRY", "retries": 2, "eta": None}
+    # Unknown values fill nothing; a task named as its own parent (a retry) has none.
+    assert event.fill == {"name": "proj.add", "request": "[]", "queue": "celery", "root_id": "root"}
+    assert event.columns() == {"status": "pending", "updated_at": AT, **event.values}
+    assert event.fill_columns() == {"created_at": AT, **event.fill}
+
+
+def test_a_start_sets_its_start_time_and_a_redelivery_its_own_stage() -> None:
+    event = lifecycle.started(
+        "job", name="proj.add", user="alice", request=None, queue=None, lineage=Lineage(),
+        retries=0, worker="celery@w", pid=7, redelivered=True, delivery=None, at=AT,
+    )  # fmt: skip
+    assert event.seq == order_key(0, STAGE_RUNNING_AGAIN)
+    assert event.columns()["started_at"] == AT and event.values["pid"] == 7
+    received = lifecycle.received(
+        "job", name=None, user=None, queue=None, lineage=Lineage(), retries=1, eta=None,
+        worker=None, redelivered=False, delivery=None, at=AT,
+    )  # fmt: skip
+    assert received.seq == order_key(1, STAGE_RECEIVED) != order_key(1, STAGE_RECEIVED_AGAIN)
+    assert received.values == {"celery_state": "RECEIVED", "received_at": AT, "retries": 1}
+
+
+def test_an_end_that_knows_no_attempt_ends_the_current_one() -> None:
+    blind = lifecycle.ended(
+        "job", what="failure", celery_state="FAILURE", retries=None, reason="killed\n",
+        exc_type="WorkerLostError", at=AT,
+    )  # fmt: skip
+    assert (blind.seq, blind.stage, blind.state) == (None, STAGE_ENDED, "error")
+    assert blind.message == "[2026-03-04T05:06:07Z] killed\n" and blind.guard_message
+    assert blind.columns()["finished_at"] == AT and "retries" not in blind.values
+    known = lifecycle.ended(
+        "job", what="revocation", celery_state="REVOKED", retries=3, reason="revoked",
+        exc_type=None, at=AT,
+    )  # fmt: skip
+    assert (known.seq, known.stage) == (order_key(3, STAGE_ENDED), None)
+
+
+def test_a_retry_moves_to_the_next_attempt_and_always_keeps_its_note() -> None:
+    event = lifecycle.retried("job", retries=1, reason="boom", delivery=5, at=AT)
+    assert event.seq == order_key(2, STAGE_PUBLISHED) and not event.guard_message
+    assert event.values == {"celery_state": "RETRY", "retries": 2}
+    assert event.message == "[2026-03-04T05:06:07Z] attempt 2 failed, retrying: boom\n"
+
+
+def test_a_replacement_names_at_most_twenty_ids_once_each() -> None:
+    named = [f"proj.step id-{n}" for n in range(25)]
+    event = lifecycle.replaced("job", replacement=named + named[:3], retries=0, delivery=None,
+                               at=AT)  # fmt: skip
+    assert event.seq == order_key(0, STAGE_PRESUMED_END) and event.state == "running"
+    assert event.message is not None and event.message.count("proj.step") == 20
+    assert "proj.step id-19 and 5 more; the job ends when job does" in event.message
+
+
+def test_a_failed_publish_is_a_presumed_end() -> None:
+    event = lifecycle.publish_failed("job", name="proj.add", error="OSError()", exc_type="OSError",
+                                     at=AT)  # fmt: skip
+    assert (event.state, event.stage, event.values["celery_state"]) == (
+        "error", STAGE_PRESUMED_END, "PUBLISH_FAILED")  # fmt: skip
+    assert "publish failed, the task was never queued: OSError()" in (event.message or "")
+
+
+def test_an_explicit_write_has_no_order_and_says_what_it_is() -> None:
+    event = lifecycle.explicit(12, "finished", {"result": "1"}, AT)  # type: ignore[arg-type]
+    assert (event.job_id, event.seq, event.stage, event.delivery) == ("12", None, None, None)
+    assert str(event) == "the finished write of job 12 (finished, at 05:06:07.890000)"
+    start = lifecycle.started(
+        "j", name=None, user=None, request=None, queue=None, lineage=Lineage(), retries=0,
+        worker=None, pid=1, redelivered=False, delivery=9, at=AT,
+    )  # fmt: skip
+    assert str(start) == "the start of job j (running, STARTED, order 9/3, at 05:06:07.890000)"
+
+
+def test_an_event_of_a_bad_job_id_is_refused_when_built() -> None:
+    with pytest.raises(InvalidInputError, match="255"):
+        lifecycle.explicit("x" * 256, "pending", {}, AT)
+
+
+def test_a_note_is_a_stamped_line() -> None:
+    note = lifecycle.Note("job", "half way  \n", AT)
+    assert note.line == "[2026-03-04T05:06:07Z] half way\n"
+    assert str(note) == "the progress note of job job ('half way  \\n')"
