@@ -8,9 +8,6 @@ learns its broker folder from ``TASKJOBS_DEMO_DIR``.
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -22,6 +19,7 @@ from typing import Any
 from celery import Celery
 
 import taskjobs
+from taskjobs.celery.launcher import Worker, WorkerStartError, start_worker
 from taskjobs.errors import TaskJobsError
 from taskjobs.model import FINAL_STATES, utcnow
 from taskjobs.store import Store
@@ -93,14 +91,11 @@ def run_demo(store: Store, echo: Callable[[str], None]) -> datetime:
     started = utcnow()
     with tempfile.TemporaryDirectory(prefix="taskjobs-demo-") as folder:
         configure_app(folder)
-        worker = _start_worker(folder, store)
-        try:
+        with _start_worker(folder, store):
             echo("Started a Celery worker (prefork, 2 processes) on kombu's filesystem transport.")
             ids = _send_batch()
             echo(f"Sent {len(ids)} tasks; their jobs, as the worker runs them:")
             _follow(store, ids, echo)
-        finally:
-            _stop_worker(worker)
     return started
 
 
@@ -136,36 +131,23 @@ def _follow(store: Store, ids: list[str], echo: Callable[[str], None]) -> None:
         time.sleep(0.1)
 
 
-def _start_worker(folder: str, store: Store) -> subprocess.Popen[bytes]:
-    log = Path(folder, "worker.log")
-    env = {
-        **os.environ,
-        DIR_VARIABLE: folder,
-        "TASKJOBS_DATABASE_URL": store.url.render_as_string(hide_password=False),
-    }
-    command = [
-        sys.executable, "-m", "celery", "-A", "taskjobs.celery.demo", "worker",
-        "-P", "prefork", "-c", "2", "-n", "demo@%h", "-l", "INFO", "--logfile", str(log),
-        "--without-mingle", "--without-gossip", "--without-heartbeat",
-    ]  # fmt: skip
-    worker = subprocess.Popen(
-        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+def _start_worker(folder: str, store: Store) -> Worker:
+    """The demo's worker, ready; it stops when its ``with`` block ends."""
+    worker = start_worker(
+        "taskjobs.celery.demo",
+        log=Path(folder, "worker.log"),
+        concurrency=2,
+        hostname="demo@%h",
+        without=("mingle", "gossip", "heartbeat"),
+        env={
+            DIR_VARIABLE: folder,
+            "TASKJOBS_DATABASE_URL": store.url.render_as_string(hide_password=False),
+        },
+        stop_timeout=WORKER_STOP_TIMEOUT,
     )
-    deadline = time.monotonic() + WORKER_START_TIMEOUT
-    while not (log.exists() and " ready." in log.read_text(errors="replace")):
-        if worker.poll() is not None or time.monotonic() > deadline:
-            _stop_worker(worker)
-            tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
-            raise TaskJobsError(f"the demo's Celery worker did not start:\n{tail}")
-        time.sleep(0.1)
+    try:
+        worker.wait_ready(WORKER_START_TIMEOUT)
+    except WorkerStartError as exc:
+        worker.stop()
+        raise WorkerStartError(f"the demo's Celery worker did not start: {exc}") from None
     return worker
-
-
-def _stop_worker(worker: subprocess.Popen[bytes]) -> None:
-    if worker.poll() is None:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(WORKER_STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
