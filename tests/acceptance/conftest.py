@@ -8,11 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import gc
-import os
-import signal
-import subprocess
-import sys
-import time
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -22,6 +17,7 @@ import pytest
 from celery import Celery
 
 import taskjobs
+from taskjobs.celery.launcher import Worker, start_worker
 from tests.celeryapp import make_app
 from tests.services import RABBITMQ_URL, REDIS_URL, require, scratch_database
 
@@ -33,38 +29,6 @@ WORKER_START_TIMEOUT = 60
 WORKER_STOP_TIMEOUT = 30
 
 BROKERS = {"redis": f"{REDIS_URL}/{BROKER_DB}", "rabbitmq": RABBITMQ_URL}
-
-
-@dataclasses.dataclass
-class Worker:
-    """A `celery worker` subprocess and its log."""
-
-    name: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def wait_ready(self) -> None:
-        deadline = time.monotonic() + WORKER_START_TIMEOUT
-        while " ready." not in self.log_text():
-            if self.process.poll() is not None:
-                pytest.fail(f"worker {self.name} exited at start:\n{self.log_text()[-3000:]}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"worker {self.name} not ready:\n{self.log_text()[-3000:]}")
-            time.sleep(0.1)
-
-    def log_text(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        """Stop the worker (warm shutdown by default) and return its exit code."""
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(WORKER_STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        return self.process.returncode
 
 
 @dataclasses.dataclass
@@ -87,46 +51,29 @@ class Stack:
         queue: str | None = None,
         env: dict[str, str] | None = None,
     ) -> Worker:
-        name = f"w{len(self.workers) + 1}-{uuid.uuid4().hex[:6]}@%h"
-        log = self.tmp / f"worker-{len(self.workers) + 1}.log"
-        env = {
-            **os.environ,
-            "PYTHONPATH": str(ROOT),
-            "TJ_BROKER": BROKERS[self.broker],
-            "TJ_BACKEND": f"{REDIS_URL}/{BACKEND_DB}",
-            "TJ_QUEUE": self.queue,
-            "TASKJOBS_DATABASE_URL": self.url,
-            **(env or {}),
-        }
-        command = [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
+        """A worker on the stack's queue (or ``queue``), ready; stopped with the stack."""
+        number = len(self.workers) + 1
+        worker = start_worker(
             "tests.celeryapp",
-            "worker",
-            "-P",
-            pool,
-            "-c",
-            str(concurrency),
-            "-n",
-            name,
-            "-Q",
-            queue or self.queue,
-            "--without-mingle",
-            "--without-gossip",
-            "-l",
-            "INFO",
-            "--logfile",
-            str(log),
-            *extra,
-        ]
-        process = subprocess.Popen(
-            command, env=env, cwd=self.tmp, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+            log=self.tmp / f"worker-{number}.log",
+            pool=pool,
+            concurrency=concurrency,
+            hostname=f"w{number}-{uuid.uuid4().hex[:6]}@%h",
+            queues=[queue or self.queue],
+            args=extra,
+            env={
+                "PYTHONPATH": str(ROOT),
+                "TJ_BROKER": BROKERS[self.broker],
+                "TJ_BACKEND": f"{REDIS_URL}/{BACKEND_DB}",
+                "TJ_QUEUE": self.queue,
+                "TASKJOBS_DATABASE_URL": self.url,
+                **(env or {}),
+            },
+            cwd=self.tmp,
+            stop_timeout=WORKER_STOP_TIMEOUT,
         )
-        worker = Worker(name.replace("%h", os.uname().nodename), process, log)
         self.workers.append(worker)
-        worker.wait_ready()
+        worker.wait_ready(WORKER_START_TIMEOUT)
         return worker
 
     def stop_workers(self) -> None:
