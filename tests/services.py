@@ -9,7 +9,7 @@ import os
 import socket
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from urllib.parse import urlsplit
 
 import pytest
@@ -49,7 +49,8 @@ def _server_url(kind: str) -> str:
     return {"postgresql": POSTGRES_URL, "mariadb": MYSQL_URL}[kind]
 
 
-def _engine_url(url: str) -> str:
+def engine_url(url: str) -> str:
+    """``url`` with the driver SQLAlchemy should use named (as taskjobs picks it)."""
     drivers = {"postgresql://": "postgresql+psycopg://", "mysql://": "mysql+pymysql://"}
     for plain, full in drivers.items():
         if url.startswith(plain):
@@ -58,20 +59,33 @@ def _engine_url(url: str) -> str:
 
 
 @contextmanager
-def scratch_database(kind: str, tmp_dir: str) -> Iterator[str]:
-    """A new, empty database of ``kind`` (sqlite, postgresql, mariadb), dropped afterwards."""
+def scratch_database(
+    kind: str, tmp_dir: str, *, server: str | None = None, prefix: str = "taskjobs_test"
+) -> Iterator[str]:
+    """A new, empty database of ``kind`` (sqlite, postgresql, mariadb), dropped afterwards.
+
+    ``server``: the admin database URL it is created from (default: the test services'); the
+    URL yielded names no driver (``postgresql://``, ``mysql://``), as a taskjobs user writes it.
+    """
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     if kind == "sqlite":
-        yield f"sqlite:///{tmp_dir}/jobs-{uuid.uuid4().hex[:8]}.sqlite3"
+        path = f"{tmp_dir}/{name}.sqlite3"
+        try:
+            yield f"sqlite:///{path}"
+        finally:
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                with suppress(FileNotFoundError):
+                    os.remove(path + suffix)
         return
-    server = _server_url(kind)
+    server = server or _server_url(kind)
     require(server, kind)
-    name = f"taskjobs_test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(_engine_url(server), isolation_level="AUTOCOMMIT")
+    admin = sa.create_engine(engine_url(server), isolation_level="AUTOCOMMIT")
     quoted = f'"{name}"' if kind == "postgresql" else f"`{name}`"
     try:
         with admin.connect() as connection:
             connection.exec_driver_sql(f"CREATE DATABASE {quoted}")
-        yield str(sa.make_url(server).set(database=name))
+        url = sa.make_url(server).set(database=name)
+        yield url.set(drivername=url.get_backend_name()).render_as_string(hide_password=False)
     finally:
         with admin.connect() as connection:
             if kind == "postgresql":
