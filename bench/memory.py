@@ -14,8 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,10 +26,9 @@ import redis
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.harness import BROKER_URL, RESULTS, NewKeys, start_worker, wait_ready  # noqa: E402
 from tests.services import scratch_database  # noqa: E402
 
-RESULTS = Path(__file__).with_name("results")
-BROKER = "redis://127.0.0.1:6379/12"
 ROUNDS = 10
 
 
@@ -48,30 +45,24 @@ def measure(label: str, url: str | None, tasks: int, tmp: str) -> dict[str, Any]
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT),
-        "BENCH_BROKER": BROKER,
+        "BENCH_BROKER": BROKER_URL,
         "BENCH_QUEUE": queue,
         "BENCH_CONF": json.dumps(conf),
         "BENCH_TASKJOBS_URL": url or "",
     }
-    log = Path(tmp, f"{label}.log")
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "bench.benchapp", "worker", "-P", "solo",
-         "-Q", queue, "-n", f"{queue}@%h", "--without-mingle", "--without-gossip",
-         "-l", "WARNING", "--logfile", str(log)],
-        env=env, cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )  # fmt: skip
-    client = redis.Redis.from_url(BROKER)
+    client = redis.Redis.from_url(BROKER_URL)
+    new_keys = NewKeys(client)
+    worker = start_worker(env, "solo", queue, f"{queue}@%h", Path(tmp), loglevel="WARNING")
     samples = []
     try:
+        wait_ready(worker)  # the first reading is of a worker that has finished starting
         sys.path.insert(0, str(ROOT))
         os.environ.update({k: env[k] for k in ("BENCH_BROKER", "BENCH_QUEUE", "BENCH_CONF")})
         os.environ["BENCH_TASKJOBS_URL"] = ""  # the publisher need not track
         from bench import benchapp
 
         benchapp.app.conf.task_default_queue = queue
-        time.sleep(3)  # let the worker finish starting before the first reading
-        samples.append({"tasks": 0, "rss_kib": rss_kib(worker.pid)})
+        samples.append({"tasks": 0, "rss_kib": rss_kib(worker.process.pid)})
         per_round = tasks // ROUNDS
         for done in range(per_round, tasks + 1, per_round):
             for _ in range(per_round):
@@ -79,12 +70,11 @@ def measure(label: str, url: str | None, tasks: int, tmp: str) -> dict[str, Any]
             while client.llen(queue):
                 time.sleep(0.05)
             time.sleep(0.5)  # the last message taken is being run
-            samples.append({"tasks": done, "rss_kib": rss_kib(worker.pid)})
+            samples.append({"tasks": done, "rss_kib": rss_kib(worker.process.pid)})
             print(f"  {label:<20} {done:>6} tasks  {samples[-1]['rss_kib'] / 1024:7.1f} MiB")
     finally:
-        os.killpg(worker.pid, signal.SIGTERM)
-        worker.wait(30)
-        client.delete(queue)
+        worker.stop()
+        new_keys.delete()
     first, last = samples[1]["rss_kib"], samples[-1]["rss_kib"]
     return {"samples": samples, "growth_after_first_round_kib": last - first}
 

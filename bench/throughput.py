@@ -15,23 +15,13 @@ import argparse
 import contextlib
 import dataclasses
 import datetime as dt
-import hashlib
-import io
 import json
-import os
-import platform
 import shutil
 import signal
-import socket
 import statistics
-import subprocess
 import sys
-import tarfile
 import tempfile
-import time
 import uuid
-from collections.abc import Iterator
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -39,25 +29,36 @@ import redis
 import sqlalchemy as sa
 from celery import Celery
 
-BENCH = Path(__file__).resolve().parent
-ROOT = BENCH.parent
-RESULTS = BENCH / "results"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-REDIS_URL = os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379")
-# Redis databases: 12 for the broker, 11 for Celery's Redis result backend. The test suite
-# uses 13, 14 and 15; the benchmark never touches them.
-BROKER_DB, RESULT_DB = 12, 11
-BROKER_URL = f"{REDIS_URL}/{BROKER_DB}"
-RESULT_URL = f"{REDIS_URL}/{RESULT_DB}"
-# Admin URLs of the database servers: scratch databases are created and dropped from these.
-POSTGRES_ADMIN = os.environ.get(
-    "BENCH_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+from bench.harness import (
+    BROKER_URL,
+    POLL_INTERVAL,
+    RESULT_URL,
+    RESULTS,
+    ROOT,
+    BenchmarkError,
+    Database,
+    NewKeys,
+    Poller,
+    Run,
+    child_env,
+    cleanup_redis,
+    log_problems,
+    machine_info,
+    publish,
+    raise_interrupt,
+    record_end,
+    rows,
+    scalar,
+    scratch,
+    snapshot,
+    start_worker,
+    time_until_done,
+    wait_ready,
+    write_json,
 )
-MYSQL_ADMIN = os.environ.get("BENCH_MYSQL", "mysql+pymysql://root@127.0.0.1:3306/mysql")
 
-POLL_INTERVAL = 0.05
-WORKER_READY_TIMEOUT = 60
-WORKER_STOP_TIMEOUT = 30
 PREFORK_CONCURRENCY = 2
 POOLS = ("prefork", "solo")
 # Extra conf of the variants with a Celery result backend, and of those without one.
@@ -138,214 +139,7 @@ RATIOS = (
 )
 
 
-class BenchmarkError(RuntimeError):
-    """A measurement that could not be completed."""
-
-
-# -- scratch databases ----------------------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class Database:
-    kind: str
-    name: str
-    sa_url: str  # for SQLAlchemy (driver named): polling and checks
-    taskjobs_url: str  # as a taskjobs user writes it
-    celery_url: str  # Celery's database backend
-
-
-class Scratch:
-    """Creates and drops the run's scratch databases; remembers them so none is left behind."""
-
-    def __init__(self, run_id: str, tmp: Path) -> None:
-        self.run_id = run_id
-        self.tmp = tmp
-        self.count = 0
-        self.live: dict[str, tuple[str, str]] = {}  # name -> (kind, admin URL or file path)
-
-    @contextlib.contextmanager
-    def database(self, kind: str) -> Iterator[Database]:
-        self.count += 1
-        name = f"taskjobs_bench_{self.run_id}_{self.count}"
-        if kind == "sqlite":
-            path = self.tmp / f"{name}.sqlite3"
-            self.live[name] = (kind, str(path))
-            try:
-                yield Database(
-                    kind, name, f"sqlite:///{path}", f"sqlite:///{path}", f"db+sqlite:///{path}"
-                )
-            finally:
-                self.drop(name)
-            return
-        admin = POSTGRES_ADMIN if kind == "postgresql" else MYSQL_ADMIN
-        self.live[name] = (kind, admin)
-        _admin_execute(admin, f"CREATE DATABASE {_quote(kind, name)}")
-        url = sa.make_url(admin).set(database=name)
-        plain = url.set(drivername=url.get_backend_name())
-        try:
-            yield Database(
-                kind,
-                name,
-                url.render_as_string(hide_password=False),
-                plain.render_as_string(hide_password=False),
-                "db+" + url.render_as_string(hide_password=False),
-            )
-        finally:
-            self.drop(name)
-
-    def drop(self, name: str) -> None:
-        kind, where = self.live.pop(name)
-        if kind == "sqlite":
-            for suffix in ("", "-wal", "-shm", "-journal"):
-                with contextlib.suppress(FileNotFoundError):
-                    os.remove(where + suffix)
-        elif kind == "postgresql":
-            _admin_execute(where, f"DROP DATABASE IF EXISTS {_quote(kind, name)} WITH (FORCE)")
-        else:
-            _admin_execute(where, f"DROP DATABASE IF EXISTS {_quote(kind, name)}")
-
-    def drop_all(self) -> None:
-        for name in list(self.live):
-            with contextlib.suppress(Exception):
-                self.drop(name)
-
-
-def _quote(kind: str, name: str) -> str:
-    return f'"{name}"' if kind == "postgresql" else f"`{name}`"
-
-
-def _admin_execute(admin_url: str, statement: str) -> None:
-    engine = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
-    try:
-        with engine.connect() as connection:
-            connection.exec_driver_sql(statement)
-    finally:
-        engine.dispose()
-
-
-# -- worker subprocesses --------------------------------------------------------------------------
-
-
-class Worker:
-    """One ``celery worker`` subprocess in its own session (process group)."""
-
-    def __init__(self, env: dict[str, str], pool: str, queue: str, node: str, tmp: Path) -> None:
-        self.node = node
-        self.log = tmp / f"{node.split('@')[0]}.log"
-        self.ready_file = tmp / f"{node.split('@')[0]}.ready"
-        command = [
-            sys.executable, "-m", "celery", "-A", "bench.benchapp", "worker",
-            "-P", pool,
-            *(["-c", str(PREFORK_CONCURRENCY)] if pool == "prefork" else []),
-            "-n", node, "-Q", queue,
-            "--without-mingle", "--without-gossip",
-            "-l", "INFO", "--logfile", str(self.log),
-        ]  # fmt: skip
-        self.stderr = open(self.log.with_suffix(".stderr"), "wb")  # noqa: SIM115
-        self.process = subprocess.Popen(
-            command,
-            env={**env, "BENCH_READY_FILE": str(self.ready_file)},
-            cwd=tmp,
-            stdin=subprocess.DEVNULL,
-            stdout=self.stderr,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def wait_ready(self) -> dict[str, Any]:
-        """The wall-clock time of the worker's ``worker_ready`` signal (``at``), and the
-        taskjobs package the worker imported (``taskjobs_file``)."""
-        deadline = time.monotonic() + WORKER_READY_TIMEOUT
-        while not self.ready_file.exists():
-            if self.process.poll() is not None:
-                raise BenchmarkError(f"worker {self.node} exited at start:\n{self.tail()}")
-            if time.monotonic() > deadline:
-                raise BenchmarkError(f"worker {self.node} not ready:\n{self.tail()}")
-            time.sleep(0.005)
-        return dict(json.loads(self.ready_file.read_text()))
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def tail(self, chars: int = 3000) -> str:
-        text = self.log.read_text(errors="replace") if self.log.exists() else ""
-        return text[-chars:]
-
-    def stop(self) -> int | None:
-        """SIGTERM (warm shutdown), SIGKILL to its whole group after a timeout."""
-        group = self.process.pid  # start_new_session: the group id is the worker's pid
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(WORKER_STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(group, signal.SIGKILL)
-                self.process.wait(10)
-        # Pool children normally leave with their parent; whatever is left of the group goes.
-        deadline = time.monotonic() + 10
-        while _group_alive(group):
-            if time.monotonic() > deadline:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(group, signal.SIGKILL)
-                time.sleep(0.2)
-                break
-            time.sleep(0.1)
-        self.stderr.close()
-        return self.process.returncode
-
-    def log_problems(self) -> dict[str, Any]:
-        text = self.log.read_text(errors="replace") if self.log.exists() else ""
-        stderr = self.log.with_suffix(".stderr")
-        err_text = stderr.read_text(errors="replace") if stderr.exists() else ""
-        lines = [
-            line
-            for line in text.splitlines()
-            if any(f"{level}/" in line for level in ("WARNING", "ERROR", "CRITICAL"))
-            or "Traceback" in line
-        ]
-        return {
-            "problem_lines": len(lines)
-            + len([line for line in err_text.splitlines() if "Traceback" in line]),
-            "first_problems": lines[:5],
-            # stdout/stderr hold Celery's banner and its warning about running as root; only
-            # tracebacks and errors matter.
-            "stderr_problems": [
-                line
-                for line in err_text.splitlines()
-                if ("Error" in line or "Traceback" in line or "Exception" in line)
-                and "SecurityWarning" not in line
-                and "_warn_or_raise_security_error" not in line
-            ][:5],
-            "log_bytes": len(text),
-        }
-
-
-def _group_alive(group: int) -> bool:
-    try:
-        os.killpg(group, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 # -- knowing when every task is done --------------------------------------------------------------
-
-
-class Poller:
-    """``done()`` is cheap enough to call every 50 ms; ``progress`` says how far it saw."""
-
-    method = ""
-    progress = 0
-
-    def done(self) -> bool:
-        raise NotImplementedError
-
-    def close(self) -> None:
-        pass
 
 
 class CountPoller(Poller):
@@ -436,58 +230,6 @@ class CeilingPoller(Poller):
 # -- one measurement ------------------------------------------------------------------------------
 
 
-@dataclasses.dataclass
-class Run:
-    run_id: str
-    tasks: int
-    tmp: Path
-    scratch: Scratch
-    broker: redis.Redis
-    results: redis.Redis
-    task_log: bool
-    src: Path
-    host: str = dataclasses.field(default_factory=socket.gethostname)
-
-
-def _child_env(run: Run, variant: Variant, queue: str, database: Database | None) -> dict[str, str]:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("TASKJOBS_", "BENCH_", "CELERY_", "PYTHON"))
-    }
-    backend = ""
-    if variant.backend == "redis":
-        backend = RESULT_URL
-    elif variant.backend == "celery-db":
-        assert database is not None
-        backend = database.celery_url
-    env.update(
-        PYTHONPATH=str(run.src),
-        BENCH_BROKER=BROKER_URL,
-        BENCH_QUEUE=queue,
-        BENCH_BACKEND=backend,
-        BENCH_CONF=json.dumps(variant.conf),
-        BENCH_TASKJOBS_URL=database.taskjobs_url if variant.taskjobs and database else "",
-        BENCH_TASK_LOG="1" if run.task_log else "0",
-    )
-    return env
-
-
-def _publish(run: Run, env: dict[str, str], ids_file: Path) -> dict[str, Any]:
-    completed = subprocess.run(
-        [sys.executable, "-m", "bench.publisher", str(run.tasks), str(ids_file)],
-        env=env,
-        cwd=run.tmp,
-        capture_output=True,
-        text=True,
-        timeout=max(300, run.tasks / 10),
-        check=False,
-    )
-    if completed.returncode != 0:
-        raise BenchmarkError(f"publisher failed:\n{completed.stderr[-3000:]}")
-    return dict(json.loads(completed.stdout.strip().splitlines()[-1]))
-
-
 def _poller(
     run: Run, variant: Variant, database: Database | None, ids: list[str], queue: str, node: str
 ) -> Poller:
@@ -504,33 +246,15 @@ def _poller(
     return CeilingPoller(run.broker, queue, node, run.tasks)
 
 
-def _scalar(url: str, sql: str) -> Any:
-    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
-    try:
-        with engine.connect() as connection:
-            return connection.execute(sa.text(sql)).scalar()
-    finally:
-        engine.dispose()
-
-
-def _rows(url: str, sql: str) -> list[tuple[Any, ...]]:
-    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
-    try:
-        with engine.connect() as connection:
-            return [tuple(row) for row in connection.execute(sa.text(sql))]
-    finally:
-        engine.dispose()
-
-
 def _taskjobs_checks(database: Database, t_end: float) -> dict[str, Any]:
     """After the clock: is every job complete and its history whole? Where did time go?
-    Plain SQL, so that the benchmark itself never imports taskjobs."""
+    Plain SQL, so that the checks do not depend on the taskjobs code being measured."""
     url = database.sa_url
-    statuses = dict(_rows(url, "SELECT status, count(*) FROM taskjobs_jobs GROUP BY status"))
+    statuses = dict(rows(url, "SELECT status, count(*) FROM taskjobs_jobs GROUP BY status"))
     transitions = dict(
-        _rows(url, "SELECT celery_state, count(*) FROM taskjobs_transitions GROUP BY celery_state")
+        rows(url, "SELECT celery_state, count(*) FROM taskjobs_transitions GROUP BY celery_state")
     )
-    missing = _rows(
+    missing = rows(
         url,
         "SELECT sum(CASE WHEN received_at IS NULL THEN 1 ELSE 0 END),"
         " sum(CASE WHEN started_at IS NULL THEN 1 ELSE 0 END),"
@@ -538,9 +262,9 @@ def _taskjobs_checks(database: Database, t_end: float) -> dict[str, Any]:
         " sum(CASE WHEN runtime IS NULL THEN 1 ELSE 0 END)"
         " FROM taskjobs_jobs",
     )[0]
-    rows = _rows(url, "SELECT started_at, finished_at, runtime, pid FROM taskjobs_jobs")
+    jobs = rows(url, "SELECT started_at, finished_at, runtime, pid FROM taskjobs_jobs")
     spans, runtimes, last = [], [], None
-    for started, finished, runtime, _pid in rows:
+    for started, finished, runtime, _pid in jobs:
         started, finished = _utc(started), _utc(finished)
         if started and finished:
             spans.append((finished - started).total_seconds())
@@ -557,7 +281,7 @@ def _taskjobs_checks(database: Database, t_end: float) -> dict[str, Any]:
                 ("received_at", "started_at", "worker", "runtime"), missing, strict=True
             )
         },
-        "pids": len({row[3] for row in rows}),
+        "pids": len({row[3] for row in jobs}),
         "median_started_to_finished_ms": _ms(spans),
         "median_runtime_ms": _ms(runtimes),
         # How long after the last job was finished the poll saw it (the clock's overshoot).
@@ -579,13 +303,20 @@ def _ms(values: list[float]) -> float | None:
     return round(statistics.median(values) * 1000, 3) if values else None
 
 
-def _cleanup_redis(run: Run, queue: str, ids: list[str]) -> None:
-    keys = list(run.broker.scan_iter(match=f"*{queue}*", count=1000))
-    if keys:
-        run.broker.delete(*keys)
-    for start in range(0, len(ids), 1000):
-        chunk = [f"celery-task-meta-{task_id}" for task_id in ids[start : start + 1000]]
-        run.results.delete(*chunk)
+def _env(run: Run, variant: Variant, queue: str, database: Database | None) -> dict[str, str]:
+    backend = ""
+    if variant.backend == "redis":
+        backend = RESULT_URL
+    elif variant.backend == "celery-db":
+        assert database is not None
+        backend = database.celery_url
+    taskjobs_url = database.taskjobs_url if variant.taskjobs and database else ""
+    return child_env(run, queue, backend, variant.conf, taskjobs_url)
+
+
+def _check_snapshot(run: Run, imported: str | None, who: str) -> None:
+    if imported is not None and not imported.startswith(str(run.src)):
+        raise BenchmarkError(f"{who} imported taskjobs from {imported}, not the snapshot")
 
 
 def measure(run: Run, variant: Variant, pool: str, rep: int) -> dict[str, Any]:
@@ -595,20 +326,16 @@ def measure(run: Run, variant: Variant, pool: str, rep: int) -> dict[str, Any]:
     result: dict[str, Any] = {"variant": variant.key, "pool": pool, "rep": rep, "tasks": run.tasks}
     ids: list[str] = []
     database_cm = (
-        run.scratch.database(variant.database) if variant.database else contextlib.nullcontext()
+        scratch(variant.database, run.tmp) if variant.database else contextlib.nullcontext()
     )
     try:
         with database_cm as database:
-            env = _child_env(run, variant, queue, database)
+            env = _env(run, variant, queue, database)
             ids_file = run.tmp / f"{tag}.ids"
-            published = _publish(run, env, ids_file)
+            published = publish(run, env, ids_file)
             ids = ids_file.read_text().split()
             ids_file.unlink()
-            imported = published.get("taskjobs_file")
-            if imported is not None and not imported.startswith(str(run.src)):
-                raise BenchmarkError(
-                    f"publisher imported taskjobs from {imported}, not the snapshot"
-                )
+            _check_snapshot(run, published.get("taskjobs_file"), "publisher")
             result["publish_seconds"] = round(published["seconds"], 4)
             result["publish_rate"] = round(published["rate"], 1)
             result["queued_before_start"] = run.broker.llen(queue)
@@ -618,7 +345,7 @@ def measure(run: Run, variant: Variant, pool: str, rep: int) -> dict[str, Any]:
                 )
             if variant.taskjobs:
                 assert database is not None
-                pending = _scalar(
+                pending = scalar(
                     database.sa_url, "SELECT count(*) FROM taskjobs_jobs WHERE status = 'pending'"
                 )
                 result["pending_jobs_before_start"] = pending
@@ -626,31 +353,13 @@ def measure(run: Run, variant: Variant, pool: str, rep: int) -> dict[str, Any]:
                     raise BenchmarkError(f"{pending} pending jobs before start, not {run.tasks}")
             poller = _poller(run, variant, database, ids, queue, node)
             result["done_when"] = poller.method
-            worker = Worker(env, pool, queue, node, run.tmp)
+            concurrency = PREFORK_CONCURRENCY if pool == "prefork" else None
+            worker = start_worker(env, pool, queue, node, run.tmp, concurrency=concurrency)
             try:
-                ready = worker.wait_ready()
+                ready = wait_ready(worker)
                 started = float(ready["at"])
-                imported = ready.get("taskjobs_file")
-                if imported is not None and not imported.startswith(str(run.src)):
-                    raise BenchmarkError(f"worker imported taskjobs from {imported}")
-                deadline = time.monotonic() + max(180, run.tasks / 20)
-                polls = 0
-                next_poll = time.monotonic()
-                while True:
-                    polls += 1
-                    if poller.done():
-                        ended = time.time()
-                        break
-                    if not worker.alive():
-                        raise BenchmarkError(
-                            f"worker died after {poller.progress} tasks:\n{worker.tail()}"
-                        )
-                    if time.monotonic() > deadline:
-                        raise BenchmarkError(
-                            f"timed out with {poller.progress}/{run.tasks} done:\n{worker.tail()}"
-                        )
-                    next_poll += POLL_INTERVAL
-                    time.sleep(max(0.0, next_poll - time.monotonic()))
+                _check_snapshot(run, ready.get("taskjobs_file"), "worker")
+                ended, polls = time_until_done(poller, worker, run.tasks)
                 result["seconds"] = round(ended - started, 4)
                 result["rate"] = round(run.tasks / (ended - started), 1)
                 result["polls"] = polls
@@ -663,7 +372,7 @@ def measure(run: Run, variant: Variant, pool: str, rep: int) -> dict[str, Any]:
                     assert database is not None
                     result["checks"] = {
                         "statuses": dict(
-                            _rows(
+                            rows(
                                 database.sa_url,
                                 "SELECT status, count(*) FROM celery_taskmeta GROUP BY status",
                             )
@@ -672,107 +381,12 @@ def measure(run: Run, variant: Variant, pool: str, rep: int) -> dict[str, Any]:
             finally:
                 poller.close()
                 result["worker_exit"] = worker.stop()
-                result["worker_log"] = worker.log_problems()
+                result["worker_log"] = log_problems(worker)
     except BenchmarkError as exc:
         result["error"] = str(exc)
     finally:
-        _cleanup_redis(run, queue, ids)
+        cleanup_redis(run, queue, ids)
     return result
-
-
-# -- the code under test: a snapshot, so that edits during a run cannot mix versions ------------
-
-
-def _git(*args: str) -> str:
-    return subprocess.run(
-        ["git", "-C", str(ROOT), *args], capture_output=True, text=True, check=True
-    ).stdout
-
-
-def _tree_hash(package: Path) -> str:
-    digest = hashlib.sha256()
-    for path in sorted(package.rglob("*")):
-        if path.is_file() and "__pycache__" not in path.parts:
-            digest.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()
-
-
-def snapshot(src: Path, worktree: bool) -> dict[str, Any]:
-    """Copy the taskjobs package (committed HEAD, or the working tree as it is now) and this
-    benchmark's app into ``src``, the only directory the publishers and workers import from."""
-    src.mkdir()
-    commit = _git("rev-parse", "HEAD").strip()
-    dirty = _git("status", "--porcelain", "--", "taskjobs").splitlines()
-    if worktree:
-        shutil.copytree(
-            ROOT / "taskjobs", src / "taskjobs", ignore=shutil.ignore_patterns("__pycache__")
-        )
-    else:
-        archive = subprocess.run(
-            ["git", "-C", str(ROOT), "archive", "--format=tar", commit, "taskjobs"],
-            capture_output=True,
-            check=True,
-        ).stdout
-        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-            tar.extractall(src, filter="data")
-    (src / "bench").mkdir()
-    for name in ("__init__.py", "benchapp.py", "publisher.py"):
-        shutil.copy2(BENCH / name, src / "bench" / name)
-    return {
-        "source": "working tree" if worktree else f"git HEAD {commit}",
-        "git_head": commit,
-        "uncommitted_taskjobs_changes": dirty,
-        "taskjobs_sha256": _tree_hash(src / "taskjobs"),
-        "live_taskjobs_sha256_at_start": _tree_hash(ROOT / "taskjobs"),
-    }
-
-
-# -- the run --------------------------------------------------------------------------------------
-
-
-def machine_info() -> dict[str, Any]:
-    def version(package: str) -> str | None:
-        try:
-            return metadata.version(package)
-        except metadata.PackageNotFoundError:
-            return None
-
-    cpu = ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    servers: dict[str, Any] = {}
-    with contextlib.suppress(Exception):
-        servers["postgresql"] = _scalar(POSTGRES_ADMIN, "SHOW server_version")
-    with contextlib.suppress(Exception):
-        servers["mariadb"] = _scalar(MYSQL_ADMIN, "SELECT version()")
-    with contextlib.suppress(Exception):
-        servers["redis"] = redis.Redis.from_url(REDIS_URL).info("server")["redis_version"]
-    return {
-        "nproc": os.cpu_count(),
-        "usable_cpus": len(os.sched_getaffinity(0)),
-        "cpu": cpu,
-        "platform": platform.platform(),
-        "python": sys.version.split()[0],
-        "versions": {
-            package: version(package)
-            for package in (
-                "celery",
-                "kombu",
-                "billiard",
-                "SQLAlchemy",
-                "psycopg",
-                "PyMySQL",
-                "redis",
-                "alembic",
-                "taskjobs",
-            )
-        },
-        "servers": servers,
-        "loadavg_start": os.getloadavg(),
-    }
 
 
 def summarize(
@@ -875,21 +489,6 @@ def render(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
-
-
-def _leftover_keys(client: redis.Redis, before: set[bytes]) -> list[bytes]:
-    return [key for key in client.scan_iter(count=1000) if key not in before]
-
-
-def _raise_interrupt(signum: int, _frame: Any) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -932,26 +531,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _raise_interrupt)
-    signal.signal(signal.SIGHUP, _raise_interrupt)
+    signal.signal(signal.SIGTERM, raise_interrupt)
+    signal.signal(signal.SIGHUP, raise_interrupt)
     started_at = dt.datetime.now(dt.timezone.utc)
     run_id = uuid.uuid4().hex[:8]
     output = RESULTS / f"throughput-{started_at:%Y%m%dT%H%M%SZ}.json"
     tmp = Path(tempfile.mkdtemp(prefix=f"taskjobs-bench-{run_id}-"))
     broker = redis.Redis.from_url(BROKER_URL)
     results = redis.Redis.from_url(RESULT_URL)
-    broker_before, results_before = (
-        set(broker.scan_iter(count=1000)),
-        set(results.scan_iter(count=1000)),
-    )
+    broker_keys, result_keys = NewKeys(broker), NewKeys(results)
     try:
         code = snapshot(tmp / "src", args.worktree)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    run = Run(
-        run_id, args.tasks, tmp, Scratch(run_id, tmp), broker, results, args.task_log, tmp / "src"
-    )
+    run = Run(run_id, args.tasks, tmp, broker, results, args.task_log, tmp / "src")
     data: dict[str, Any] = {
         "command": " ".join(
             ["python", "bench/throughput.py", *(argv if argv is not None else sys.argv[1:])]
@@ -1023,23 +617,14 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted: stopping workers and dropping databases", file=sys.stderr)
         failed = True
     finally:
-        run.scratch.drop_all()
-        leftovers = {
-            "broker_db": _leftover_keys(broker, broker_before),
-            "result_db": _leftover_keys(results, results_before),
+        data["redis_keys_cleaned_at_end"] = {
+            "broker_db": broker_keys.delete(),
+            "result_db": result_keys.delete(),
         }
-        for client, keys in ((broker, leftovers["broker_db"]), (results, leftovers["result_db"])):
-            if keys:
-                client.delete(*keys)
-        data["redis_keys_cleaned_at_end"] = {name: len(keys) for name, keys in leftovers.items()}
-        data["machine"]["loadavg_end"] = os.getloadavg()
-        # Informational: whether the live repository moved on while the snapshot was measured.
-        data["code"]["git_head_at_end"] = _git("rev-parse", "HEAD").strip()
-        data["code"]["live_taskjobs_sha256_at_end"] = _tree_hash(ROOT / "taskjobs")
-        data["finished_at"] = dt.datetime.now(dt.timezone.utc).isoformat()
+        record_end(data)
         summary = summarize(data["measurements"], args.variant_list, args.pool_list)
         data.update(summary)
-        _write_json(output, data)
+        write_json(output, data)
         if not args.keep_logs:
             shutil.rmtree(tmp, ignore_errors=True)
     print()
