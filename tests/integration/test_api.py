@@ -199,8 +199,8 @@ def test_listings_by_state_and_all_jobs_including_error_and_idle() -> None:
 
 def test_listings_are_newest_first_and_filter_by_name_user_and_time() -> None:
     base = datetime(2026, 1, 1, tzinfo=timezone.utc)
-    from tests.writes import transition
     from taskjobs.model import encode_data
+    from tests.writes import transition
 
     for i in range(6):
         data = encode_data({"name": f"task-{i % 2}", "user": "alice" if i < 3 else "bob"})
@@ -320,8 +320,8 @@ def test_bad_ids_are_refused_everywhere_and_write_nothing() -> None:
 
 
 def test_documented_functions_bypass_the_lifecycle_guard(store: Store) -> None:
-    from tests.writes import transition
     from taskjobs.model import STAGE_ENDED, order_key
+    from tests.writes import transition
 
     transition("guarded", "finished", {}, seq=order_key(5, STAGE_ENDED))
     assert setJobPending("guarded", {})["status"] == "pending"

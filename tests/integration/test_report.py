@@ -6,10 +6,10 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from taskjobs.api.job import transition
 from taskjobs.model import utcnow
 from taskjobs.report import SLOW_LIMIT, build_report
 from taskjobs.store import Store
+from tests.writes import transition
 
 pytestmark = pytest.mark.usefixtures("store")
 

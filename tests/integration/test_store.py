@@ -19,7 +19,6 @@ from alembic.runtime.migration import MigrationContext
 
 import taskjobs
 from taskjobs.api.job import getJob, setJob
-from tests.writes import transition
 from taskjobs.errors import ConfigurationError, StoreError
 from taskjobs.model import (
     STAGE_ENDED,
@@ -32,6 +31,7 @@ from taskjobs.model import (
 from taskjobs.store import Store, store_for
 from taskjobs.store.schema import head_revision
 from taskjobs.store.tables import JOBS_TABLE, VERSION_TABLE, metadata
+from tests.writes import transition
 
 
 @contextmanager
