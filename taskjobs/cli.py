@@ -5,6 +5,7 @@ The same commands run as ``celery -A proj jobs ...`` (see ``taskjobs.celery.comm
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import time
@@ -15,29 +16,18 @@ from typing import Any, TypeVar
 
 import click
 
-from taskjobs import liveness, render
-from taskjobs.api.job import getJobHistory
+from taskjobs import liveness, queries, render
 from taskjobs.config import URL_VARIABLE, configure, current_store
 from taskjobs.errors import TaskJobsError
-from taskjobs.model import (
-    ERROR,
-    FINISHED,
-    RUNNING,
-    STATES,
-    Job,
-    check_job_id,
-    jsonable,
-    utcnow,
-)
-from taskjobs.report import build_report
+from taskjobs.model import ERROR, FINISHED, RUNNING, STATES, jsonable, utcnow
 from taskjobs.settings import Settings
 from taskjobs.store import Store
 from taskjobs.store.engine import safe_url
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-# Rows ``list`` shows unless told otherwise.
-DEFAULT_LIMIT = 50
+# Running jobs ``watch`` shows.
+WATCH_RUNNING = 15
 # Jobs deleted per transaction by ``purge``.
 PURGE_BATCH = 1000
 
@@ -139,8 +129,12 @@ def main() -> None:
 @click.option("--since", type=Moment(), help="Created at or after: 2h (ago) or an ISO time.")
 @click.option("--until", type=Moment(), help="Created before: 2h (ago) or an ISO time.")
 @click.option(
-    "--limit", type=click.IntRange(1, 1_000_000), default=DEFAULT_LIMIT, show_default=True
+    "--limit",
+    type=click.IntRange(1, queries.MAX_LIMIT),
+    default=queries.DEFAULT_LIMIT,
+    show_default=True,
 )
+@click.option("--after", metavar="ID", help="The next page: jobs after this one (its full id).")
 @json_option
 @db_option
 def list_jobs(
@@ -151,25 +145,19 @@ def list_jobs(
     since: datetime | None,
     until: datetime | None,
     limit: int,
+    after: str | None,
     as_json: bool,
     url: str | None,
 ) -> None:
     """List jobs, newest first."""
     store = use_store(url)
     with clear_errors():
-        found = store.select(
-            status=state,
-            name=name,
-            user=user,
-            worker=worker,
-            since=since,
-            until=until,
-            limit=limit,
-        )
+        page = queries.list_jobs(state=state, name=name, user=user, worker=worker, since=since,
+                                 until=until, after=after, limit=limit, store=store)  # fmt: skip
     if as_json:
-        click.echo(json.dumps([jsonable(job.as_dict()) for job in found], indent=2))
+        click.echo(json.dumps([jsonable(job.as_dict()) for job in page.jobs], indent=2))
         return
-    click.echo(render.jobs_table(found))
+    click.echo(render.page_text(page))
 
 
 @main.command()
@@ -180,42 +168,12 @@ def show(job_id: str, as_json: bool, url: str | None) -> None:
     """Show one job: every field, its history and its messages. JOB_ID may be a unique prefix."""
     store = use_store(url)
     with clear_errors():
-        job = _find(store, job_id)
-        history = getJobHistory(job.id)
+        shown = queries.job_with_history(job_id, store)
     if as_json:
-        click.echo(json.dumps(jsonable({"job": job.as_dict(), "history": history}), indent=2))
+        history = [dataclasses.asdict(step) for step in shown.history]
+        click.echo(json.dumps(jsonable({"job": shown.job.as_dict(), "history": history}), indent=2))
         return
-    fields = job.as_dict()
-    messages = fields.pop("messages")
-    width = max(len(key) for key in fields)
-    for key, value in fields.items():
-        text = "" if value is None or value == "" else render.plain(key, value)
-        click.echo(f"{key:<{width}}  {text}")
-    click.echo(f"{'queue_wait':<{width}}  {render.duration(job.queue_wait)}")
-    click.echo("\nhistory:")
-    for step in history:
-        click.echo(
-            f"  {render.moment(step['at'], full=True)}  {step['status']:<8} "
-            f"{step['celery_state'] or '':<9} attempt {(step['retries'] or 0) + 1}  "
-            f"{step['worker'] or ''}"
-        )
-    click.echo("\nmessages:")
-    click.echo("\n".join(f"  {line}" for line in messages.splitlines()) or "  (none)")
-
-
-def _find(store: Store, job_id: str) -> Job:
-    """The job with this id, or else the only job whose id starts with it."""
-    job = store.get(check_job_id(job_id))
-    if job is not None:
-        return job
-    matches = store.ids_starting_with(job_id, 2)
-    if not matches:
-        raise TaskJobsError(f"no job with id {job_id!r} (nor any id starting with it)")
-    if len(matches) > 1:
-        raise TaskJobsError(f"job id prefix {job_id!r} is ambiguous: give more characters")
-    found = store.get(matches[0])
-    assert found is not None
-    return found
+    click.echo(render.job_text(shown))
 
 
 # -- report / watch -------------------------------------------------------------------------------
@@ -236,7 +194,7 @@ def report(since: datetime | None, slow: timedelta, as_json: bool, url: str | No
     """The status report: totals, per task, per worker, waits, failures."""
     store = use_store(url)
     with clear_errors():
-        built = build_report(since=since, slow_after=slow, store=store)
+        built = queries.report(since=since, slow_after=slow, store=store)
     if as_json:
         click.echo(json.dumps(built.as_dict(), indent=2))
         return
@@ -255,8 +213,8 @@ def watch(since: datetime | None, interval: timedelta, times: int | None, url: s
     try:
         while times is None or shown < times:
             with clear_errors():
-                built = build_report(since=since, store=store)
-                running = store.select(status=RUNNING, limit=15)
+                built = queries.report(since=since, store=store)
+                running = queries.list_jobs(state=RUNNING, limit=WATCH_RUNNING, store=store)
             if shown:
                 click.clear()
             click.echo(
@@ -264,7 +222,7 @@ def watch(since: datetime | None, interval: timedelta, times: int | None, url: s
             )
             click.echo(render.report_text(built))
             click.echo("\nRunning now")
-            click.echo(render.jobs_table(running))
+            click.echo(render.page_text(running))
             shown += 1
             if times is None or shown < times:
                 time.sleep(interval.total_seconds())
@@ -302,49 +260,61 @@ def purge(older_than: timedelta, states: tuple[str, ...], url: str | None) -> No
 # -- workers / reap -------------------------------------------------------------------------------
 
 
+def timeout_option(function: F) -> F:
+    """The ``--timeout`` of a worker's silence, which defaults to the workers' own setting."""
+    return click.option(
+        "--timeout",
+        type=Duration(),
+        help="Silence after which a worker counts as dead [default: the workers' own setting, "
+        "TASKJOBS_WORKER_TIMEOUT or taskjobs_worker_timeout, else 60s].",
+    )(function)
+
+
+def worker_timeout(ctx: click.Context, timeout: timedelta | None) -> float:
+    """Seconds of silence after which a worker counts as dead: ``--timeout``, else the
+    setting of the app (under ``celery -A proj jobs``) or of the environment."""
+    if timeout is not None:
+        return timeout.total_seconds()
+    with clear_errors():
+        settings = ctx.meta.get(SETTINGS_KEY) or Settings.load()
+    return float(settings.worker_timeout)
+
+
 @main.command()
+@timeout_option
 @json_option
 @db_option
-def workers(as_json: bool, url: str | None) -> None:
-    """Workers that sent heartbeats: when they started, were last seen, stopped."""
+@click.pass_context
+def workers(ctx: click.Context, timeout: timedelta | None, as_json: bool, url: str | None) -> None:
+    """Workers that sent heartbeats: alive, silent or stopped, their running jobs, when they
+    started, were last seen, stopped."""
+    silence = worker_timeout(ctx, timeout)
     store = use_store(url)
     with clear_errors():
-        found = store.list_workers()
+        found = queries.list_workers(timeout=silence, store=store)
     if as_json:
-        click.echo(json.dumps(jsonable(found), indent=2))
+        rows = [
+            {**dataclasses.asdict(status.worker), "state": status.state,
+             "silent_for": status.silent_for, "running": status.running}
+            for status in found
+        ]  # fmt: skip
+        click.echo(json.dumps(jsonable(rows), indent=2))
         return
-    click.echo(f"{'WORKER':<30} {'PID':>7} {'STARTED':<11} {'LAST SEEN':<19} {'STOPPED':<11}")
-    for worker in found:
-        click.echo(
-            f"{render.clip(worker['name'], 30):<30} {worker['pid'] or '':>7} "
-            f"{render.moment(worker['started_at']):<11} "
-            f"{render.moment(worker['last_seen'], full=True):<19} "
-            f"{render.moment(worker['stopped_at']) if worker['stopped_at'] else '':<11}"
-        )
-    if not found:
-        click.echo("(no worker has sent a heartbeat)")
+    click.echo(render.workers_table(found))
 
 
 @main.command()
-@click.option(
-    "--timeout",
-    type=Duration(),
-    help="Silence after which a worker counts as dead [default: the workers' own setting, "
-    "TASKJOBS_WORKER_TIMEOUT or taskjobs_worker_timeout, else 60s].",
-)
+@timeout_option
 @db_option
 @click.pass_context
 def reap(ctx: click.Context, timeout: timedelta | None, url: str | None) -> None:
     """Mark lost the running jobs of workers that stopped sending heartbeats."""
-    if timeout is None:
-        with clear_errors():
-            settings = ctx.meta.get(SETTINGS_KEY) or Settings.load()
-        timeout = timedelta(seconds=settings.worker_timeout)
+    silence = worker_timeout(ctx, timeout)
     store = use_store(url)
     with clear_errors():
-        marked = liveness.reap(timeout.total_seconds(), store)
+        marked = liveness.reap(silence, store)
     if not marked:
-        click.echo(f"no worker has been silent for over {render.duration(timeout.total_seconds())}")
+        click.echo(f"no worker has been silent for over {render.duration(silence)}")
     for worker, count in sorted(marked.items()):
         click.echo(f"{worker}: silent, {count} running job{'s' if count != 1 else ''} marked lost")
 
@@ -434,7 +404,7 @@ def demo(url: str | None) -> None:
     with clear_errors():
         started = run_demo(store, click.echo)
         click.echo("")
-        click.echo(render.report_text(build_report(since=started, store=store)))
+        click.echo(render.report_text(queries.report(since=started, store=store)))
     click.echo(
         "\nNext: taskjobs list, taskjobs show <id>, taskjobs report"
         + ("" if url else "  (the jobs are in ./taskjobs.sqlite3)")

@@ -33,3 +33,11 @@ class StoreError(TaskJobsError):
     def __init__(self, message: str, *, retryable: bool = False) -> None:
         super().__init__(message)
         self.retryable = retryable
+
+
+class JobNotFoundError(TaskJobsError, LookupError):
+    """No job has the id asked for (nor, when it may be shortened, an id starting with it)."""
+
+
+class AmbiguousJobIdError(InvalidInputError):
+    """A shortened job id that the ids of several jobs start with."""

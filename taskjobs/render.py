@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from taskjobs.model import ERROR, FINISHED, STATES, Job, utcnow
+from taskjobs.queries import JobWithHistory, Page, WorkerStatus
 from taskjobs.report import Report
 
 # Characters of a job id shown in tables; ``show`` accepts any unique prefix.
@@ -55,6 +56,52 @@ def report_text(built: Report) -> str:
         lines.append(f"  {count:>6}  {clip(exc_type, 70)}")
     if not built.exceptions:
         lines.append("  (none)")
+    return "\n".join(lines)
+
+
+def job_text(shown: JobWithHistory) -> str:
+    """Every field of the job, its history and its messages."""
+    job = shown.job
+    fields = job.as_dict()
+    messages = fields.pop("messages")
+    width = max(len(key) for key in fields)
+    lines = [
+        f"{key:<{width}}  {'' if value is None or value == '' else plain(key, value)}".rstrip()
+        for key, value in fields.items()
+    ]
+    lines += [f"{'queue_wait':<{width}}  {duration(job.queue_wait)}", "", "history:"]
+    lines += [
+        f"  {moment(step.at, full=True)}  {step.status:<8} {step.celery_state or '':<9} "
+        f"attempt {(step.retries or 0) + 1}  {step.worker or ''}".rstrip()
+        for step in shown.history
+    ]
+    lines += ["", "messages:"]
+    lines += [f"  {line}" for line in messages.splitlines()] or ["  (none)"]
+    return "\n".join(lines)
+
+
+def page_text(page: Page) -> str:
+    """A page of jobs as a table, and how to ask for the next page if there is one."""
+    table = jobs_table(list(page.jobs))
+    return table if page.next_after is None else f"{table}\n(more: --after {page.next_after})"
+
+
+def workers_table(statuses: list[WorkerStatus]) -> str:
+    """Workers, their state, running jobs and heartbeats, in 80 columns."""
+    lines = [
+        f"{'WORKER':<21} {'STATE':<7} {'RUNNING':>7} {'PID':>7} {'STARTED':<11} "
+        f"{'LAST SEEN':>10} {'STOPPED':<11}"
+    ]
+    for status in statuses:
+        worker = status.worker
+        lines.append(
+            f"{clip(worker.name, 21):<21} {status.state:<7} {status.running:>7} "
+            f"{worker.pid or '':>7} {moment(worker.started_at):<11} "
+            f"{duration(status.silent_for) + ' ago':>10} "
+            f"{moment(worker.stopped_at) if worker.stopped_at else '':<11}".rstrip()
+        )
+    if not statuses:
+        lines.append("(no worker has sent a heartbeat)")
     return "\n".join(lines)
 
 

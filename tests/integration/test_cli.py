@@ -11,11 +11,11 @@ from celery import Celery
 from click.testing import CliRunner
 
 from taskjobs.api.job import findJob
-from tests.writes import transition
 from taskjobs.celery.command import jobs
 from taskjobs.cli import main
 from taskjobs.model import STAGE_RUNNING, order_key, utcnow
 from taskjobs.store import Store
+from tests.writes import transition
 
 
 @pytest.fixture
@@ -81,8 +81,19 @@ def test_list_filters_and_fits_eighty_columns(run) -> None:  # type: ignore[no-u
     ]
     assert len(run("list", "--user", "alice", "--since", "1h").splitlines()) == 3
     assert len(run("list", "--worker", "celery@w1").splitlines()) == 2
-    assert len(run("list", "--name", "proj.add", "--limit", "1").splitlines()) == 2
     assert "(no jobs)" in run("list", "--user", "nobody")
+
+
+def test_list_pages_say_how_to_read_the_next_one(run) -> None:  # type: ignore[no-untyped-def]
+    seed()
+    first = run("list", "--name", "proj.add", "--limit", "2").splitlines()
+    assert [line.split()[0] for line in first[1:3]] == ["bbbb3333", "aaaa1111"]
+    assert first[3:] == ["(more: --after aaaa1111-done)"]
+    rest = run("list", "--name", "proj.add", "--limit", "2", "--after", "aaaa1111-done")
+    assert [line.split()[0] for line in rest.splitlines()[1:]] == ["old-pend", "old-fini"]
+    assert "more" not in rest  # the last page
+    assert "unknown job id 'nope' given as the page cursor" in run("list", "--after", "nope",
+                                                                   code=1)  # fmt: skip
 
 
 def test_list_json_is_the_job_dicts(run) -> None:  # type: ignore[no-untyped-def]
@@ -105,7 +116,27 @@ def test_show_everything_by_id_or_unique_prefix(run) -> None:  # type: ignore[no
 def test_show_unknown_or_ambiguous_ids_are_clear_errors(run) -> None:  # type: ignore[no-untyped-def]
     seed()
     assert "no job with id 'zzz'" in run("show", "zzz", code=1)
-    assert "ambiguous" in run("show", "aaaa", code=1)
+    ambiguous = run("show", "aaaa", code=1)
+    assert "job id prefix 'aaaa' is ambiguous: 'aaaa1111-done', 'aaaa2222-fail' start" in ambiguous
+
+
+def test_show_lists_the_history_oldest_first_with_attempts(run) -> None:  # type: ignore[no-untyped-def]
+    start = utcnow() - timedelta(minutes=1)
+    transition("retried", "running", {"worker": "celery@w1"}, at=start)
+    transition("retried", "pending", {"retries": 1}, at=start + timedelta(seconds=1))
+    transition("retried", "finished", {"worker": "celery@w2"}, at=start + timedelta(seconds=2))
+    lines = run("show", "retried").splitlines()
+    history = lines[lines.index("history:") + 1 : lines.index("messages:") - 1]
+    assert [line.split()[2:] for line in history] == [
+        ["running", "attempt", "1", "celery@w1"],
+        ["pending", "attempt", "2", "celery@w1"],
+        ["finished", "attempt", "2", "celery@w2"],
+    ]
+    data = json.loads(run("show", "retried", "--json"))
+    assert [(step["status"], step["retries"]) for step in data["history"]] == [
+        ("running", None), ("pending", 1), ("finished", 1)
+    ]  # fmt: skip
+    assert data["history"][0]["at"] == start.isoformat()
 
 
 def test_report_text_and_json(run) -> None:  # type: ignore[no-untyped-def]
@@ -198,3 +229,36 @@ def test_reap_under_celery_takes_the_apps_worker_timeout(store: Store) -> None:
     result = CliRunner().invoke(jobs, ["reap", "--db", url], obj=SimpleNamespace(app=app))
     assert "celery@quiet: silent, 1 running job marked lost" in result.output, result.output
     app.close()
+
+
+def test_workers_are_alive_silent_or_stopped_with_their_running_jobs(store: Store, run) -> None:  # type: ignore[no-untyped-def]
+    now = utcnow()
+    store.heartbeat("celery@alive-with-a-long-node-name", hostname="h", pid=11, at=now)
+    store.heartbeat("celery@quiet", hostname="h", pid=12, at=now - timedelta(minutes=5))
+    store.heartbeat("celery@gone", hostname="h", pid=13, at=now - timedelta(minutes=1))
+    store.reap(silent_since=None, worker="celery@gone", at=now, reason="stopped")
+    for i in range(2):
+        transition(f"run{i}", "running", {"worker": "celery@alive-with-a-long-node-name"})
+    transition("stuck", "running", {"worker": "celery@quiet"})
+    lines = run("workers", "--timeout", "2m").splitlines()
+    assert lines[0].split() == ["WORKER", "STATE", "RUNNING", "PID", "STARTED", "LAST", "SEEN",
+                                "STOPPED"]  # fmt: skip
+    rows = {line.split()[0]: line.split()[1:4] for line in lines[1:]}
+    assert rows == {
+        "…ith-a-long-node-name": ["alive", "2", "11"],
+        "celery@gone": ["stopped", "0", "13"],
+        "celery@quiet": ["silent", "1", "12"],
+    }
+    assert all(len(line) <= 80 for line in lines)
+    assert "5m00s ago" in lines[-1] or "5m01s ago" in lines[-1]  # the least recently seen last
+    data = json.loads(run("workers", "--timeout", "10m", "--json"))
+    assert [(w["name"], w["state"], w["running"]) for w in data] == [
+        ("celery@alive-with-a-long-node-name", "alive", 2),
+        ("celery@gone", "stopped", 0),
+        ("celery@quiet", "alive", 1),  # five minutes is not silent for a 10-minute timeout
+    ]
+    assert data[0]["last_seen"] == now.isoformat() and data[0]["pid"] == 11
+
+
+def test_workers_without_heartbeats_say_so(run) -> None:  # type: ignore[no-untyped-def]
+    assert "(no worker has sent a heartbeat)" in run("workers")
