@@ -13,6 +13,7 @@ from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.pool import StaticPool
 
 from taskjobs.errors import ConfigurationError
+from taskjobs.store.dialects import is_mysql
 
 # Seconds to wait for a connection to a database server before giving up.
 CONNECT_TIMEOUT = 5
@@ -76,7 +77,7 @@ def create_engine(url: URL) -> Engine:
         # A pooled connection the server dropped (restart, failover, outage) is replaced
         # before use instead of failing the caller's next read or write.
         options["pool_pre_ping"] = True
-        if backend in ("mysql", "mariadb"):
+        if is_mysql(backend):
             connect_args.setdefault("charset", "utf8mb4")
             options["pool_recycle"] = POOL_RECYCLE
     try:

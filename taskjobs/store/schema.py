@@ -11,6 +11,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, text
 
+from taskjobs.store.dialects import POSTGRESQL, is_mysql
 from taskjobs.store.tables import VERSION_TABLE
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -67,9 +68,9 @@ def upgrade(engine: Engine, *, write_option: dict[str, Any]) -> tuple[str | None
 def _lock(connection: Connection) -> None:
     """Wait until no other process migrates this database (SQLite: BEGIN IMMEDIATE did it)."""
     dialect = connection.dialect.name
-    if dialect == "postgresql":
+    if dialect == POSTGRESQL:
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
-    elif dialect in ("mysql", "mariadb"):
+    elif is_mysql(dialect):
         connection.execute(
             text("SELECT GET_LOCK(:name, :timeout)"), {"name": LOCK_NAME, "timeout": LOCK_TIMEOUT}
         )
@@ -77,6 +78,6 @@ def _lock(connection: Connection) -> None:
 
 def _unlock(connection: Connection) -> None:
     """Release MySQL's lock, which outlives the transaction on the pooled connection."""
-    if connection.dialect.name in ("mysql", "mariadb"):
+    if is_mysql(connection.dialect.name):
         connection.execute(text("DO RELEASE_LOCK(:name)"), {"name": LOCK_NAME})
         connection.commit()

@@ -9,7 +9,7 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
@@ -20,6 +20,9 @@ from taskjobs.model import Job
 from taskjobs.store import aggregates, deletes, reads, schema, workers, writes
 from taskjobs.store.engine import WRITE_OPTION, create_engine, parse_url, safe_url
 from taskjobs.store.records import Transition, Worker
+
+if TYPE_CHECKING:
+    from taskjobs.store.protocol import JobStore
 
 
 class Store:
@@ -347,3 +350,8 @@ def store_for(url: str | URL) -> Store:
         with _stores_lock:
             store = _stores.setdefault(key, Store(key))
     return store
+
+
+if TYPE_CHECKING:
+    # Where mypy checks that a ``Store`` has everything its protocols name.
+    _a_store_is_a_job_store: type[JobStore] = Store

@@ -10,6 +10,7 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Dialect
 
 from taskjobs.model import MAX_KEY_LENGTH
+from taskjobs.store.dialects import MYSQL, is_mysql
 
 JOBS_TABLE = "taskjobs_jobs"
 TRANSITIONS_TABLE = "taskjobs_transitions"
@@ -25,7 +26,7 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
     cache_ok = True
 
     def load_dialect_impl(self, dialect: Dialect) -> sa.types.TypeEngine[Any]:
-        if dialect.name in ("mysql", "mariadb"):
+        if is_mysql(dialect.name):
             return dialect.type_descriptor(mysql.DATETIME(fsp=6))
         return dialect.type_descriptor(sa.DateTime())
 
@@ -39,12 +40,12 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
 
 
 # Unbounded text: TEXT on PostgreSQL and SQLite, LONGTEXT (4 GB) on MySQL where TEXT is 64 KB.
-LongText = sa.Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
+LongText = sa.Text().with_variant(mysql.LONGTEXT(), *MYSQL)
 
 
 def binary_collation(dialect: Dialect) -> dict[str, Any]:
     """Table options that make MySQL compare ids byte for byte (case and trailing spaces count)."""
-    if dialect.name not in ("mysql", "mariadb"):
+    if not is_mysql(dialect.name):
         return {}
     if getattr(dialect, "is_mariadb", False):
         return {"mysql_collate": "utf8mb4_nopad_bin"}

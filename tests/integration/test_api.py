@@ -14,6 +14,7 @@ from taskjobs.api.job import (
     findJob,
     getFinishedJobs,
     getJob,
+    getJobHistory,
     getJobResults,
     getJobs,
     getJobSchema,
@@ -325,3 +326,16 @@ def test_documented_functions_bypass_the_lifecycle_guard(store: Store) -> None:
 
     transition("guarded", "finished", {}, seq=order_key(5, STAGE_ENDED))
     assert setJobPending("guarded", {})["status"] == "pending"
+
+
+def test_job_history_is_a_list_of_dicts_oldest_first() -> None:
+    setJob(7, {"worker": "celery@w"}, "running")
+    setJob(7, {"retries": 1}, "finished")
+    history = getJobHistory(7)
+    assert [list(step) for step in history] == [["status", "celery_state", "worker", "retries",
+                                                 "at"]] * 2  # fmt: skip
+    assert [(s["status"], s["worker"], s["retries"]) for s in history] == [
+        ("running", "celery@w", None), ("finished", "celery@w", 1)
+    ]  # fmt: skip
+    assert history[0]["at"] <= history[1]["at"] and history[0]["at"].tzinfo is not None
+    assert getJobHistory("unknown") == []

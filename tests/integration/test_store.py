@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import sqlite3
 import subprocess
@@ -28,7 +29,7 @@ from taskjobs.model import (
     order_key,
     utcnow,
 )
-from taskjobs.store import Store, store_for
+from taskjobs.store import Store, Transition, Worker, store_for
 from taskjobs.store.schema import head_revision
 from taskjobs.store.tables import JOBS_TABLE, VERSION_TABLE, metadata
 from tests.writes import transition
@@ -481,11 +482,11 @@ def test_jobs_written_at_the_same_moment_keep_their_own_history(store: Store) ->
     transition("b", "running", {}, seq=order_key(0, STAGE_RUNNING), at=moment, store=fresh)
     transition("b", "pending", {}, seq=order_key(0, STAGE_PUBLISHED), at=later, store=fresh)
     fresh.dispose()
-    assert [(h["status"], h["worker"]) for h in store.history("a")] == [
+    assert [(h.status, h.worker) for h in store.history("a")] == [
         ("pending", "w-a"),
         ("running", "w-a"),
     ]
-    assert [(h["status"], h["worker"]) for h in store.history("b")] == [
+    assert [(h.status, h.worker) for h in store.history("b")] == [
         ("pending", "w-b"),
         ("running", "w-b"),
     ]
@@ -530,7 +531,7 @@ def test_workers_are_listed_most_recently_seen_first(store: Store) -> None:
     now = utcnow()
     for name, ago in (("celery@b", 30), ("celery@a", 10), ("celery@c", 20)):
         store.heartbeat(name, hostname="h", pid=1, at=now - timedelta(seconds=ago))
-    assert [w["name"] for w in store.list_workers()] == ["celery@a", "celery@c", "celery@b"]
+    assert [w.name for w in store.list_workers()] == ["celery@a", "celery@c", "celery@b"]
 
 
 def test_a_lifecycle_event_applies_to_a_job_the_api_wrote_without_order(store: Store) -> None:
@@ -562,7 +563,7 @@ def test_a_repeated_event_of_a_delivery_is_applied_once(store: Store) -> None:
                    message="boom\n", at=utcnow())  # fmt: skip
     job = store.get("twice")
     assert job is not None and job.messages == "boom\n"
-    assert [h["status"] for h in store.history("twice")] == ["error"]
+    assert [h.status for h in store.history("twice")] == ["error"]
 
 
 def test_a_stage_event_applies_to_a_job_the_api_wrote_without_order(store: Store) -> None:
@@ -571,3 +572,36 @@ def test_a_stage_event_applies_to_a_job_the_api_wrote_without_order(store: Store
     transition("by-hand", "pending", {}, stage=STAGE_RECEIVED)  # late: it had started already
     job = store.get("by-hand")
     assert job is not None and (job.status, job.worker) == ("running", "w")
+
+
+def test_history_and_workers_are_frozen_records(store: Store) -> None:
+    at = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    transition("job", "running", {"worker": "celery@w", "retries": 2, "celery_state": "STARTED"},
+               seq=order_key(2, STAGE_RUNNING), at=at)  # fmt: skip
+    assert store.history("job") == [Transition("running", "STARTED", "celery@w", 2, at)]
+    store.heartbeat("celery@w", hostname="host-1", pid=42, at=at)
+    store.heartbeat("celery@w", hostname="host-2", pid=43, at=at + timedelta(seconds=5))
+    (worker,) = store.list_workers()
+    assert worker == Worker("celery@w", "host-2", 43, at, at + timedelta(seconds=5), None)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        worker.pid = 1  # type: ignore[misc]
+
+
+def test_running_jobs_are_counted_per_worker(store: Store) -> None:
+    for job_id, state, worker in (("r1", "running", "celery@a"), ("r2", "running", "celery@a"),
+                                  ("r3", "running", "celery@b"), ("done", "finished", "celery@b"),
+                                  ("nowhere", "running", None)):  # fmt: skip
+        transition(job_id, state, {"worker": worker})
+    assert store.running_by_worker() == {"celery@a": 2, "celery@b": 1}
+
+
+def test_a_keyset_page_follows_its_cursor_on_every_database(store: Store) -> None:
+    """The cursor is (created_at, id) in newest-first order: a row-value comparison, expanded
+    on MySQL; jobs of the cursor's own moment with a smaller id come after it."""
+    moment = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    for job_id, ago in (("b", 0), ("c", 0), ("a", 0), ("z", 1), ("y", -1)):
+        transition(job_id, "pending", {}, at=moment - timedelta(seconds=ago))
+    assert [job.id for job in store.select()] == ["y", "c", "b", "a", "z"]
+    assert [job.id for job in store.select(after="c")] == ["b", "a", "z"]
+    assert [job.id for job in store.select(after="a", limit=1)] == ["z"]
+    assert store.select(after="z") == []
