@@ -3,11 +3,12 @@ a test, or a reader that needs only reads, can give anything with these methods.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, Protocol
 
+from taskjobs.lifecycle import Event, Note
 from taskjobs.model import Job
 from taskjobs.store.records import Transition, Worker
 
@@ -60,21 +61,8 @@ class JobReader(Protocol):
 class JobStore(JobReader, Protocol):
     """The reads, and the writes the documented functions and the Celery layer make."""
 
-    def write(
-        self,
-        job_id: str,
-        values: Mapping[str, Any],
-        *,
-        fill: Mapping[str, Any] | None = None,
-        seq: int | None = None,
-        delivery: int | None = None,
-        stage: int | None = None,
-        message: str | None = None,
-        guard_message: bool = False,
-        existing_only: bool = False,
-        read_back: bool = False,
-    ) -> Job | None:
-        """Insert or update one job in a single statement, guarded by its order key."""
+    def apply(self, change: Event | Note, *, read_back: bool = False) -> Job | None:
+        """Apply one lifecycle event or progress note, guarded by its order key."""
         ...
 
     def append_message(self, job_id: str, text: str, at: datetime) -> bool:

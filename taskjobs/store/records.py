@@ -5,23 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import datetime
-from typing import Any
-
-
-class _ReadByKey:
-    """Reading a field as ``record["name"]``, for callers written when these reads returned
-    dicts. Read the attribute instead; this goes once no caller needs it."""
-
-    __slots__ = ()
-
-    def __getitem__(self, name: str) -> Any:
-        if name not in {field.name for field in dataclasses.fields(self)}:  # type: ignore[arg-type]
-            raise KeyError(name)
-        return getattr(self, name)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class Transition(_ReadByKey):
+class Transition:
     """One applied write of a job: the job's state right after it, and when."""
 
     status: str
@@ -33,7 +20,7 @@ class Transition(_ReadByKey):
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class Worker(_ReadByKey):
+class Worker:
     """A Celery worker node as its heartbeats left it."""
 
     name: str

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -40,65 +40,28 @@ class Store:
     def __repr__(self) -> str:
         return f"Store({safe_url(self.url)!r})"
 
-    def write(
-        self,
-        job_id: str,
-        values: Mapping[str, Any],
-        *,
-        fill: Mapping[str, Any] | None = None,
-        seq: int | None = None,
-        delivery: int | None = None,
-        stage: int | None = None,
-        message: str | None = None,
-        guard_message: bool = False,
-        existing_only: bool = False,
-        read_back: bool = False,
-    ) -> Job | None:
-        """Insert or update one job in a single statement, and log the transition.
-
-        ``values`` are set; ``fill`` columns are set only where the row has none yet. With
-        ``seq`` (a lifecycle order key) ``values`` apply only if ``(delivery, seq)`` is newer
-        than the row's: a later ``delivery`` (a message published later) always is, an unknown
-        one (None) counts as the row's own; with ``stage`` instead, only if the row's current
-        attempt is at an earlier stage (for events that do not know their attempt).
-        ``message`` is appended to ``messages`` (only when ``values`` apply, if
-        ``guard_message``). ``values`` carry ``updated_at``; when they applied, a transition row
-        records the job's new state. With ``existing_only`` a job that does not exist is not
-        created. With ``read_back`` the stored job is returned, read in the same transaction.
-        """
-        with self._transaction(write=True) as connection:
-            self._writer.write(
-                connection,
-                job_id,
-                values,
-                fill=fill,
-                seq=seq,
-                delivery=delivery,
-                stage=stage,
-                message=message,
-                guard_message=guard_message,
-                existing_only=existing_only,
-            )
-            return reads.get(connection, job_id) if read_back else None
-
     def apply(self, change: Event | Note, *, read_back: bool = False) -> Job | None:
-        """Apply one lifecycle event (or progress note) built by ``taskjobs.lifecycle``; with
-        ``read_back``, return the job as stored after it."""
-        if isinstance(change, Note):
-            self.append_message(change.job_id, change.line, change.at)
-            return self.get(change.job_id) if read_back else None
-        return self.write(
-            change.job_id,
-            change.columns(),
-            fill=change.fill_columns(),
-            seq=change.seq,
-            delivery=change.delivery,
-            stage=change.stage,
-            message=change.message,
-            guard_message=change.guard_message,
-            existing_only=change.existing_only,
-            read_back=read_back,
-        )
+        """Apply one lifecycle event (or progress note) built by ``taskjobs.lifecycle``: one
+        guarded upsert and its history row, in one transaction (see ``Event`` for what each
+        of its fields does). With ``read_back``, the job as stored after it, read in the same
+        transaction."""
+        with self._transaction(write=True) as connection:
+            if isinstance(change, Note):
+                writes.append_message(connection, change.job_id, change.line, change.at)
+            else:
+                self._writer.write(
+                    connection,
+                    change.job_id,
+                    change.columns(),
+                    fill=change.fill_columns(),
+                    seq=change.seq,
+                    delivery=change.delivery,
+                    stage=change.stage,
+                    message=change.message,
+                    guard_message=change.guard_message,
+                    existing_only=change.existing_only,
+                )
+            return reads.get(connection, change.job_id) if read_back else None
 
     def append_message(self, job_id: str, text: str, at: datetime) -> bool:
         """Append to an existing job's ``messages``; False if there is no such job."""

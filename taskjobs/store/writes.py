@@ -146,8 +146,8 @@ class Writer:
         guard_message: bool,
         existing_only: bool,
     ) -> None:
-        """Insert or update one job, and log the transition if it applied (see
-        ``Store.write`` for what each argument does)."""
+        """Insert or update one job, and log the transition if it applied (the arguments are
+        a ``lifecycle.Event``'s, as ``Store.apply`` passes them)."""
         row: dict[str, Any] = {**(fill or {}), **values, "id": job_id}
         if seq is not None or stage is not None:
             row["seq"] = seq if seq is not None else stage

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 import taskjobs
-from tests.writes import transition
 from tests.acceptance.conftest import ROOT
 from tests.services import scratch_database
+from tests.writes import transition
 
 pytestmark = pytest.mark.slow
 

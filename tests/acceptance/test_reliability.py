@@ -75,8 +75,8 @@ def test_sigkill_of_a_worker_is_reaped_by_a_live_worker(fresh_stack: Stack, tmp_
     job = job_in(result.id, "error", timeout=60)
     assert job["celery_state"] == "LOST" and job["exc_type"] == "WorkerLost"
     assert f"worker lost: {doomed.name} sent no heartbeat for over 3s" in job["messages"]
-    workers = {w["name"]: w for w in current_store().list_workers()}
-    assert workers[doomed.name]["stopped_at"] is not None
+    workers = {w.name: w for w in current_store().list_workers()}
+    assert workers[doomed.name].stopped_at is not None
     assert workers[stack.workers[1].name]["stopped_at"] is None
 
 
@@ -141,8 +141,8 @@ def test_warm_shutdown_lets_the_running_task_finish(fresh_stack: Stack) -> None:
     assert worker.stop(signal.SIGTERM) == 0
     job = getJob(result.id, "finished")
     assert job is not None and job["result"] == "2"
-    stopped = {w["name"]: w for w in current_store().list_workers()}[worker.name]
-    assert stopped["stopped_at"] is not None
+    stopped = {w.name: w for w in current_store().list_workers()}[worker.name]
+    assert stopped.stopped_at is not None
 
 
 @pytest.mark.parametrize("fresh_stack", [("redis", "postgresql")], indirect=True)

@@ -7,7 +7,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 from taskjobs.api.job import findJob, getJob, getJobHistory
-from tests.writes import transition
 from taskjobs.model import (
     STAGE_ENDED,
     STAGE_PRESUMED_END,
@@ -19,6 +18,7 @@ from taskjobs.model import (
     utcnow,
 )
 from taskjobs.store import Store
+from tests.writes import transition
 
 FIRST, SECOND = 1_000_000, 2_000_000
 

@@ -41,7 +41,7 @@ def test_one_reap_of_several_silent_workers_writes_one_history_row_per_job(
     marked = liveness.reap(60, store)
     assert marked == {"celery@one": 1, "celery@two": 1}
     for worker in marked:
-        assert [h["status"] for h in store.history(f"on-{worker}")] == ["running", "error"]
+        assert [h.status for h in store.history(f"on-{worker}")] == ["running", "error"]
 
 
 def test_silent_workers_running_jobs_are_marked_lost_once(store: Store) -> None:
@@ -61,9 +61,9 @@ def test_silent_workers_running_jobs_are_marked_lost_once(store: Store) -> None:
     assert getJob("done-on-dead", "finished") is not None
     # The dead worker is now marked stopped: reaping again finds nothing.
     assert liveness.reap(60, store) == {}
-    workers = {w["name"]: w for w in store.list_workers()}
-    assert workers["celery@dead"]["stopped_at"] is not None
-    assert workers["celery@alive"]["stopped_at"] is None
+    workers = {w.name: w for w in store.list_workers()}
+    assert workers["celery@dead"].stopped_at is not None
+    assert workers["celery@alive"].stopped_at is None
 
 
 def test_a_lost_job_moves_on_when_its_message_is_redelivered(store: Store) -> None:
@@ -98,7 +98,7 @@ def test_a_heartbeat_revives_a_worker_marked_stopped(store: Store) -> None:
     store.heartbeat("celery@w", hostname="h", pid=1, at=utcnow() - timedelta(seconds=120))
     liveness.reap(60, store)
     liveness.beat("celery@w", "h", 1, store)
-    assert store.list_workers()[0]["stopped_at"] is None
+    assert store.list_workers()[0].stopped_at is None
 
 
 def test_after_an_outage_longer_than_the_timeout_no_live_worker_is_judged_lost(
@@ -131,7 +131,7 @@ def test_after_an_outage_longer_than_the_timeout_no_live_worker_is_judged_lost(
     first.beat_and_reap()  # back first: the second worker, silent through the outage, is alive
     assert getJob("job", "running") is not None, "a live worker's job was marked lost"
     second.beat_and_reap()
-    assert store.list_workers() and all(w["stopped_at"] is None for w in store.list_workers())
+    assert store.list_workers() and all(w.stopped_at is None for w in store.list_workers())
 
     # The second worker now dies: once the first has beaten for a timeout, it is judged.
     wait_for(lambda: first.beat_and_reap() or getJob("job", "error"), timeout=10,
@@ -141,8 +141,8 @@ def test_after_an_outage_longer_than_the_timeout_no_live_worker_is_judged_lost(
         "taskjobs: worker celery@second sent no heartbeat for over 0.5s: 1 running job(s) "
         "marked lost" in caplog.messages
     )
-    beaten = {w["name"]: w for w in store.list_workers()}["celery@first"]
-    assert (beaten["hostname"], beaten["pid"]) == (os.uname().nodename, os.getpid())
+    beaten = {w.name: w for w in store.list_workers()}["celery@first"]
+    assert (beaten.hostname, beaten.pid) == (os.uname().nodename, os.getpid())
     assert "celery@second sent no heartbeat" in getJob("job", "error")["messages"]  # type: ignore[index]
 
 
@@ -151,7 +151,7 @@ def test_each_function_acts_on_the_store_it_is_given(store: Store, tmp_path: Pat
     try:
         liveness.beat("celery@w", "h", 7, store)
         (beating,) = store.list_workers()
-        assert (beating["name"], beating["hostname"], beating["pid"]) == ("celery@w", "h", 7)
+        assert (beating.name, beating.hostname, beating.pid) == ("celery@w", "h", 7)
         store.heartbeat("celery@dead", hostname="h", pid=1, at=utcnow() - timedelta(seconds=120))
         transition("lost", "running", {"worker": "celery@dead"}, seq=order_key(0, STAGE_RUNNING),
                    store=store)  # fmt: skip
@@ -211,7 +211,7 @@ def test_a_worker_beats_from_ready_and_its_shutdown_ends_its_running_jobs(store:
     try:
         assert tracker.heart is not None and tracker.heart.is_alive()
         assert tracker.heart.name == "taskjobs-heartbeat-celery@signals"  # in thread dumps
-        wait_for(lambda: [w["name"] for w in store.list_workers()] == ["celery@signals"],
+        wait_for(lambda: [w.name for w in store.list_workers()] == ["celery@signals"],
                  what="the first heartbeat")  # fmt: skip
         signals.worker_ready.send(sender=Consumer("celery@other", app))
         assert tracker.heart.worker == "celery@signals", "one heartbeat per process"
@@ -234,7 +234,7 @@ def test_a_worker_beats_from_ready_and_its_shutdown_ends_its_running_jobs(store:
     heart.join(timeout=30)
     assert not heart.is_alive()
     (stopped,) = store.list_workers()
-    assert stopped["stopped_at"] is not None
+    assert stopped.stopped_at is not None
     job = getJob("warm", "error")
     assert job is not None and "shut down while the task ran" in job["messages"]
 
@@ -273,7 +273,7 @@ def test_a_beating_worker_deletes_jobs_past_their_time_to_keep(
                      what="the old jobs to be deleted")  # fmt: skip
             (after_expiry,) = store.list_workers()
             # It goes on beating after deleting.
-            wait_for(lambda: store.list_workers()[0]["last_seen"] > after_expiry["last_seen"],
+            wait_for(lambda: store.list_workers()[0].last_seen > after_expiry.last_seen,
                      what="the next heartbeat")  # fmt: skip
         finally:
             heart.stop()
@@ -303,14 +303,14 @@ def test_a_presumed_end_is_recorded_whole_and_holds_against_older_events(store: 
     assert retried.messages.startswith("started\n[") and "celery@dead" in retried.messages
     assert store.get("by-api").messages.startswith("[")  # type: ignore[union-attr]
     *_, last = store.history("retried")
-    assert (last["status"], last["celery_state"], last["worker"], last["retries"], last["at"]) == (
+    assert (last.status, last.celery_state, last.worker, last.retries, last.at) == (
         "error",
         "LOST",
         "celery@dead",
         5,
         now,
     )
-    assert [h["status"] for h in store.history("done")] == ["finished"]
+    assert [h.status for h in store.history("done")] == ["finished"]
 
     transition("retried", "running", {}, seq=order_key(5, STAGE_RUNNING))
     transition("redelivered", "pending", {}, seq=order_key(0, STAGE_RECEIVED_AGAIN))
@@ -334,7 +334,7 @@ def test_a_presumed_end_is_recorded_whole_and_holds_against_older_events(store: 
     later = now + timedelta(seconds=90)
     assert store.reap(silent_since=later - timedelta(seconds=60), worker=None, at=later,
                       reason="sent no heartbeat") == {"celery@dead": 1}  # fmt: skip
-    assert [h["status"] for h in store.history("by-api")] == ["running", "error"]
+    assert [h.status for h in store.history("by-api")] == ["running", "error"]
 
 
 def test_bookkeeping_that_fails_is_logged_and_never_raised(

@@ -19,13 +19,14 @@ from taskjobs.errors import (
 )
 from taskjobs.model import utcnow
 from taskjobs.store import Store, Transition
+from tests.writes import transition
 
 MOMENT = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
 
 def put(store: Store, job_id: str, status: str, at: datetime = MOMENT, **values: Any) -> None:
     """Write one job as the documented functions do (no order key), created at ``at``."""
-    store.write(job_id, {"status": status, "updated_at": at, **values}, fill={"created_at": at})
+    transition(job_id, status, values, at=at, store=store)
 
 
 @pytest.fixture
