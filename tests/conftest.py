@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,12 +12,32 @@ import sqlalchemy as sa
 import taskjobs
 from taskjobs.store import Store
 from taskjobs.store.tables import jobs, transitions, workers
-from tests.services import scratch_database
+from tests.services import IN_CI, scratch_database
 
 # Celery's own fixtures; pytest-celery's Docker-based ones are kept out by -p no:celery.
 pytest_plugins = ("celery.contrib.pytest",)
 
-DATABASES = ("sqlite", "postgresql", "mariadb")
+ALL_DATABASES = ("sqlite", "postgresql", "mariadb")
+
+
+def _databases() -> tuple[str, ...]:
+    """The databases the store fixture runs on: every one, or those TASKJOBS_TEST_DATABASES
+    names (comma-separated; for a quicker local or mutation run, never in CI)."""
+    named = os.environ.get("TASKJOBS_TEST_DATABASES")
+    if not named:
+        return ALL_DATABASES
+    chosen = tuple(name.strip() for name in named.split(",") if name.strip())
+    unknown = sorted(set(chosen) - set(ALL_DATABASES))
+    if unknown or not chosen:
+        raise pytest.UsageError(
+            f"TASKJOBS_TEST_DATABASES={named!r}: give some of {', '.join(ALL_DATABASES)}"
+        )
+    if IN_CI and set(chosen) != set(ALL_DATABASES):
+        raise pytest.UsageError("TASKJOBS_TEST_DATABASES must not narrow a CI run")
+    return chosen
+
+
+DATABASES = _databases()
 
 
 @pytest.fixture(scope="session", params=DATABASES)
