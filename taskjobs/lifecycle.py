@@ -170,6 +170,7 @@ def received(
     *,
     name: str | None,
     user: str | None,
+    request: str | None,
     queue: str | None,
     lineage: Lineage,
     retries: int,
@@ -180,7 +181,8 @@ def received(
     at: datetime,
     existing_only: bool = False,
 ) -> Event:
-    """A worker holds the message: still pending, now with its receiver and the time."""
+    """A worker holds the message: still pending, now with its receiver and the time. It
+    fills in all that a publish records, for a job whose publisher died before writing it."""
     return Event(
         job_id,
         PENDING,
@@ -189,7 +191,7 @@ def received(
         values=_known(
             celery_state=CELERY_RECEIVED, received_at=at, worker=worker, retries=retries, eta=eta
         ),
-        fill=_known(name=name, user=user, queue=queue, **lineage.of(job_id)),
+        fill=_known(name=name, user=user, request=request, queue=queue, **lineage.of(job_id)),
         seq=order_key(retries, STAGE_RECEIVED_AGAIN if redelivered else STAGE_RECEIVED),
         delivery=delivery,
         existing_only=existing_only,

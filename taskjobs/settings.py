@@ -55,6 +55,13 @@ class Settings:
     # ``batch_interval`` seconds in one transaction (faster; a killed process loses its queue).
     write_mode: str = "direct"
     batch_interval: float = 0.05
+    # "sync": the pending job is committed before ``apply_async`` returns, so it exists before
+    # any worker can see the message; "async": a publish outside a task queues its pending job
+    # for this process's writer, which commits what has queued every few milliseconds, and the
+    # caller does not wait for the database.
+    publish_mode: str = "sync"
+    # Seconds a publish may wait in the "async" mode before its batch is committed.
+    publish_interval: float = 0.02
 
     @classmethod
     def load(cls, conf: Mapping[str, Any] | None = None) -> Settings:
@@ -166,4 +173,6 @@ _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "keep_error": _seconds,
     "write_mode": lambda key, value: _choice(key, value, ("direct", "batched")),
     "batch_interval": _seconds,
+    "publish_mode": lambda key, value: _choice(key, value, ("async", "sync")),
+    "publish_interval": _seconds,
 }

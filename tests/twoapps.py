@@ -16,8 +16,11 @@ from taskjobs.celery import registry
 NAMES = ("orders", "billing")
 
 
-def make_app(name: str, broker: str, url: str, write_mode: str, suffix: str) -> Celery:
-    """App ``name``, tracked into ``url`` in ``write_mode``, consuming ``{name}-{suffix}``."""
+def make_app(
+    name: str, broker: str, url: str, write_mode: str, suffix: str, publish_mode: str = "sync"
+) -> Celery:
+    """App ``name``, tracked into ``url`` in ``write_mode`` (publishing in ``publish_mode``),
+    consuming ``{name}-{suffix}``."""
     app = Celery(name, set_as_current=False)
     app.conf.update(
         broker_url=broker,
@@ -26,6 +29,7 @@ def make_app(name: str, broker: str, url: str, write_mode: str, suffix: str) -> 
         worker_hijack_root_logger=False,
         taskjobs_database_url=url,
         taskjobs_write_mode=write_mode,
+        taskjobs_publish_mode=publish_mode,
     )
 
     @app.task(name=f"{name}.work", bind=True, shared=False)

@@ -63,7 +63,7 @@ def _watch_purges(app: Celery) -> None:
         tracker = registry.installed(app)
         if tracker is not None:
             # What Control.purge() empties: the queues this app consumes from.
-            record_purge(tracker.store, sorted(app.amqp.queues.consume_from), count, started)
+            record_purge(tracker, sorted(app.amqp.queues.consume_from), count, started)
         return count
 
     watched_purge.taskjobs_watched = True  # type: ignore[attr-defined]

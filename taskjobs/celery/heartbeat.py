@@ -7,6 +7,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 
 from taskjobs import liveness
 from taskjobs.settings import Settings
@@ -21,13 +22,14 @@ EXPIRE_BATCHES, EXPIRE_BATCH_SIZE = 10, 1000
 
 
 class Heart(threading.Thread):
-    """Beats for worker ``name`` in ``store`` every interval; reaps silent workers after each
-    beat; now and then deletes jobs past their time to keep."""
+    """Beats for worker ``name`` every interval; reaps silent workers after each beat; now and
+    then deletes jobs past their time to keep. ``store_of()`` says where, at each beat: the
+    store of the worker's app, which ``configure(url)`` may change."""
 
-    def __init__(self, name: str, settings: Settings, store: Store) -> None:
+    def __init__(self, name: str, settings: Settings, store_of: Callable[[], Store]) -> None:
         super().__init__(name=f"taskjobs-heartbeat-{name}", daemon=True)
         self.worker = name
-        self.store = store
+        self.store_of = store_of
         self.timeout = settings.worker_timeout
         self.interval = liveness.beat_interval(self.timeout)
         self.keep = {
@@ -51,7 +53,7 @@ class Heart(threading.Thread):
 
     def expire(self) -> None:
         try:
-            deleted = liveness.expire(self.keep, EXPIRE_BATCHES, EXPIRE_BATCH_SIZE, self.store)
+            deleted = liveness.expire(self.keep, EXPIRE_BATCHES, EXPIRE_BATCH_SIZE, self.store_of())
             if deleted:
                 logger.info("taskjobs: deleted %d job(s) past their time to keep", deleted)
         except Exception:
@@ -59,7 +61,7 @@ class Heart(threading.Thread):
 
     def beat_and_reap(self) -> None:
         try:
-            liveness.beat(self.worker, os.uname().nodename, os.getpid(), self.store)
+            liveness.beat(self.worker, os.uname().nodename, os.getpid(), self.store_of())
         except Exception:
             self.beating_since = None
             logger.exception("taskjobs: heartbeat of worker %s failed", self.worker)
@@ -72,7 +74,7 @@ class Heart(threading.Thread):
         if now - self.beating_since < self.timeout:
             return
         try:
-            for worker, count in liveness.reap(self.timeout, self.store).items():
+            for worker, count in liveness.reap(self.timeout, self.store_of()).items():
                 logger.warning(
                     "taskjobs: worker %s sent no heartbeat for over %gs: %d running job(s) "
                     "marked lost",
@@ -89,6 +91,6 @@ class Heart(threading.Thread):
     def stopped(self, reason: str) -> None:
         """Record this worker stopped: the jobs still running on it end lost, ``reason`` said."""
         try:
-            liveness.worker_stopped(self.worker, reason, self.store)
+            liveness.worker_stopped(self.worker, reason, self.store_of())
         except Exception:
             logger.exception("taskjobs: could not record the stop of worker %s", self.worker)

@@ -85,8 +85,12 @@ def on_before_publish(
             at=utcnow(),
             existing_only=existing_only,
         )
-        _published.job = (event.job_id, sender, tracker)
-        tracker.record(event)
+        # A publish from inside a task (a retry, a replacement, a workflow's next step) is
+        # written as the task's own events are: the jobs that only it creates must exist before
+        # a worker ends them (see README, Publishing).
+        queued = running is None and tracker.settings.publish_mode == "async"
+        _published.job = (event.job_id, sender, tracker, queued)
+        (tracker.record_publish if queued else tracker.record)(event)
 
 
 def _running_task() -> Task | None:
@@ -107,7 +111,7 @@ def watching_publish(app: Celery) -> Iterator[None]:
         with registry.publishing(app):
             yield
     except Exception as exc:
-        published: tuple[str, str | None, Tracker] | None = getattr(_published, "job", None)
+        published: tuple[str, str | None, Tracker, bool] | None = getattr(_published, "job", None)
         if published is not None:
             _record_publish_failure(*published, exc)
         raise
@@ -116,10 +120,11 @@ def watching_publish(app: Celery) -> Iterator[None]:
 
 
 def _record_publish_failure(
-    task_id: str, name: str | None, tracker: Tracker, exc: BaseException
+    task_id: str, name: str | None, tracker: Tracker, queued: bool, exc: BaseException
 ) -> None:
     with never_raising("publish failure", task_id):
-        tracker.record(
+        # The same way as the publish itself: the failure never overtakes the pending job.
+        (tracker.record_publish if queued else tracker.record)(
             lifecycle.publish_failed(
                 task_id, name=name, error=repr(exc), exc_type=type(exc).__name__, at=utcnow()
             )

@@ -21,7 +21,7 @@ from typing import Any
 
 from kombu.connection import Connection
 
-from taskjobs.celery.tracker import never_raising
+from taskjobs.celery.tracker import Tracker, never_raising
 from taskjobs.errors import ConfigurationError, TaskJobsError
 from taskjobs.model import CELERY_PURGED, CELERY_VANISHED, utcnow
 from taskjobs.store import Store
@@ -154,14 +154,14 @@ def _amqp_missing(channel: Any, waiting: Mapping[str, list[str]]) -> dict[str, l
     return missing
 
 
-def record_purge(store: Store, queues: list[str], count: Any, started: datetime) -> None:
+def record_purge(tracker: Tracker, queues: list[str], count: Any, started: datetime) -> None:
     """``app.control.purge()`` deleted the messages waiting in ``queues``: the jobs created
     before it that no worker had received end in error, PURGED (a presumed end: a message a
     worker had taken after all moves its job on)."""
     with never_raising("purge", f"in {', '.join(queues)}"):
         if not count:
             return
-        ended = store.presume_queued_ended(
+        ended = tracker.store.presume_queued_ended(
             queues=queues,
             created_before=started,
             celery_state=CELERY_PURGED,

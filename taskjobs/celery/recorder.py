@@ -77,6 +77,8 @@ class Recorder:
     def _reset(self) -> None:
         self.buffer: collections.deque[Change] = collections.deque()
         self.lock = threading.Lock()
+        # Notified (under ``lock``) whenever the writer has emptied the queue.
+        self.emptied = threading.Condition(self.lock)
         self.kick = threading.Event()
         self.flusher: threading.Thread | None = None
         self.dropped = 0
@@ -121,6 +123,8 @@ class Recorder:
         self.buffer.append(change)
         if self.flusher is None or not self.flusher.is_alive():
             self.flusher = threading.Thread(target=self._flush, name="taskjobs-writer", daemon=True)
+            # A writer never waits for queued writes to settle (it is the one writing them).
+            self.flusher.taskjobs_writer = True  # type: ignore[attr-defined]
             self.flusher.start()
 
     def _flush(self) -> None:
@@ -154,6 +158,8 @@ class Recorder:
                     if self.buffer and self.buffer[0] is change:
                         self.buffer.popleft()
                 empty = not self.buffer
+                if empty:
+                    self.emptied.notify_all()
             written += len(chunk)
             if outage and empty:
                 logger.warning(
@@ -185,17 +191,22 @@ class Recorder:
             except Exception:
                 logger.exception("taskjobs: dropped %s", change)
 
+    def flush(self, timeout: float) -> int:
+        """Have the writer write out what is queued now, waiting at most ``timeout`` seconds;
+        returns how many writes are still queued. The writer itself never waits for itself."""
+        if threading.current_thread() is self.flusher:
+            return len(self.buffer)
+        deadline = time.monotonic() + timeout
+        with self.lock:
+            while self.buffer and time.monotonic() < deadline:
+                self.kick.set()
+                self.emptied.wait(min(deadline - time.monotonic(), 0.1))
+            return len(self.buffer)
+
     def drain(self, timeout: float = DRAIN_TIMEOUT) -> int:
         """Write out what is queued, for at most ``timeout`` seconds; returns how many writes
         are still queued (and so lost if the process exits now)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            with self.lock:
-                left = len(self.buffer)
-            if not left or time.monotonic() >= deadline:
-                break
-            self.kick.set()
-            time.sleep(0.02)
+        left = self.flush(timeout)
         if left:
             logger.error(
                 "taskjobs: %d tracking write(s) could not be written before this process "

@@ -9,6 +9,7 @@ an app goes through its ``send_task``, so a publish outside one is an untracked 
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,7 +21,10 @@ from celery import Celery, Task
 from taskjobs import config
 from taskjobs.celery.message import whole
 from taskjobs.celery.tracker import Tracker
+from taskjobs.errors import ConfigurationError
 from taskjobs.settings import Settings
+
+logger = logging.getLogger("taskjobs")
 
 # The trackers of installed apps: every task of theirs is tracked.
 _installed: WeakKeyDictionary[Celery, Tracker] = WeakKeyDictionary()
@@ -34,6 +38,7 @@ _publishing = threading.local()
 def install(app: Celery) -> Tracker:
     """The tracker of ``app``, made now or (settings read again) the one it has."""
     settings = Settings.load(app.conf)
+    config.app_store(settings.database_url)  # a bad URL is refused now, not at the first event
     with _lock:
         tracker = _installed.get(app) or _base_class.pop(app, None)
         if tracker is None:
@@ -70,10 +75,14 @@ def of_task(task: Task | None) -> Tracker | None:
         return tracker
     tracker = _base_class.get(app)
     if tracker is None:
-        settings = Settings.load(app.conf)
+        try:
+            settings = Settings.load(app.conf)
+            config.configure_default(settings.database_url)
+        except ConfigurationError:  # a task's outcome never depends on taskjobs' settings
+            logger.exception("taskjobs: not tracking the JobTask tasks of app %s", app.main)
+            return None
         with _lock:
             tracker = _base_class.setdefault(app, Tracker(str(app.main or "celery"), settings))
-        config.configure_default(settings.database_url)
     return tracker
 
 

@@ -29,8 +29,10 @@ class Tracker:
         self.name = name
         self.settings = settings
         # One recorder per store this app has written to (a store that does not answer never
-        # holds up another), made on first use.
+        # holds up another), made on first use; and, in the "async" publish mode, one writer
+        # of publishes per store.
         self._recorders: dict[tuple[int, Mode], Recorder] = {}
+        self._publishers: dict[int, Recorder] = {}
         self._lock = threading.Lock()
         # The heartbeat of this worker process, once it consumes.
         self.heart: Heart | None = None
@@ -60,19 +62,43 @@ class Tracker:
                 found = self._recorders.setdefault(key, Recorder(store, mode))
         return found
 
+    def publisher(self) -> Recorder:
+        """The writer of this app's publishes to its store now (the "async" publish mode):
+        what has queued is committed in one transaction every ``publish_interval`` seconds;
+        the store's readers and writers in this process wait for it first, so that a job
+        published here is found by a read here."""
+        store = self.store
+        found = self._publishers.get(id(store))
+        if found is None:
+            with self._lock:
+                found = self._publishers.get(id(store))
+                if found is None:
+                    mode = Mode(batched=True, interval=self.settings.publish_interval)
+                    found = Recorder(store, mode)
+                    store.expect(found)
+                    self._publishers[id(store)] = found
+        return found
+
     def record(self, change: Change) -> None:
         """Apply ``change`` to this app's store, now or from the recorder's queue."""
         self.recorder().submit(change)
 
+    def record_publish(self, change: Change) -> None:
+        """Queue what a publish did for this process's writer of publishes (the "async"
+        publish mode)."""
+        self.publisher().submit(change)
+
     def drain(self) -> int:
         """Write out what this app's recorders queued; returns how many writes are left."""
-        return sum(recorder.drain() for recorder in list(self._recorders.values()))
+        recorders = [*self._publishers.values(), *self._recorders.values()]
+        return sum(recorder.drain() for recorder in recorders)
 
     def start_heartbeat(self, worker: str) -> None:
         """Beat for ``worker`` (this process's node name) in this app's store, once."""
         if self.heart is None:
-            self.heart = Heart(worker, self.settings, self.store)
-            self.heart.start()
+            with never_raising("the heartbeat", worker):
+                self.heart = Heart(worker, self.settings, lambda: self.store)
+                self.heart.start()
 
     def stop_heartbeat(self, reason: str) -> None:
         """Stop beating, and record the worker stopped: its jobs still running end lost."""

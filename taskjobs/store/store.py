@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import itertools
 import threading
+import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
@@ -25,6 +26,16 @@ if TYPE_CHECKING:
     from taskjobs.store.protocol import JobStore
 
 
+# Seconds a read waits for this process's queued publishes before it goes on without them.
+SETTLE_TIMEOUT = 2.0
+
+
+class QueuedWrites(Protocol):
+    """Writes queued in this process (a recorder) that can be written out on demand."""
+
+    def flush(self, timeout: float) -> int: ...
+
+
 class Store:
     """Jobs in one database, reached through a pooled engine of this process."""
 
@@ -36,15 +47,32 @@ class Store:
         self._schema_lock = threading.Lock()
         # The connection of the batch this thread is in, if any (see ``batch``).
         self._local = threading.local()
+        # Writes queued in this process that this store's readers must see (see ``expect``).
+        self._expected: weakref.WeakSet[QueuedWrites] = weakref.WeakSet()
 
     def __repr__(self) -> str:
         return f"Store({safe_url(self.url)!r})"
+
+    def expect(self, queued: QueuedWrites) -> None:
+        """Make reads and writes of this store first wait (briefly) for ``queued``: this
+        process's queued publishes, which its own readers must see, and which must not be
+        overtaken by a write this process makes after them."""
+        self._expected.add(queued)
+
+    def settle(self) -> None:
+        """Wait (at most ``SETTLE_TIMEOUT`` seconds) until the expected queued writes are
+        written; a writer thread of taskjobs' own never waits."""
+        if not self._expected or getattr(threading.current_thread(), "taskjobs_writer", False):
+            return
+        for queued in list(self._expected):
+            queued.flush(SETTLE_TIMEOUT)
 
     def apply(self, change: Event | Note, *, read_back: bool = False) -> Job | None:
         """Apply one lifecycle event (or progress note) built by ``taskjobs.lifecycle``: one
         guarded upsert and its history row, in one transaction (see ``Event`` for what each
         of its fields does). With ``read_back``, the job as stored after it, read in the same
         transaction."""
+        self.settle()  # this process's writes land in the order it made them
         with self._transaction(write=True) as connection:
             if isinstance(change, Note):
                 writes.append_message(connection, change.job_id, change.line, change.at)
@@ -70,6 +98,7 @@ class Store:
 
     def delete(self, job_id: str) -> bool:
         """Delete one job and its history; True if it existed."""
+        self.settle()
         with self._transaction(write=True) as connection:
             return deletes.delete(connection, job_id)
 
@@ -127,6 +156,7 @@ class Store:
         worker took it: pending and not received, in one of ``queues`` or with one of ``ids``,
         created before ``created_before``. Returns how many. Like a loss, a presumed end: if
         the message does reach a worker after all, the job moves on."""
+        self.settle()
         with self._transaction(write=True) as connection:
             return workers.presume_queued_ended(
                 connection,
@@ -260,6 +290,8 @@ class Store:
             with self._errors("write jobs" if write else "read jobs"):
                 yield batched
             return
+        if not write:
+            self.settle()  # readers see what this process has published
         with self._errors("write jobs" if write else "read jobs"):
             self._ensure_schema()
             connection = self.engine.connect()

@@ -99,7 +99,7 @@ def assignments(shape: Shape, new: Callable[[str], Any]) -> list[tuple[str, Any]
         (column, guarded(column, new(column), sa.func.coalesce(current[column], new(column))))
         for column in shape.values
     ]
-    updates += [(column, sa.func.coalesce(current[column], new(column))) for column in shape.fill]
+    updates += [(column, _filled(current[column], new(column))) for column in shape.fill]
     if shape.appends:
         appended = sa.func.coalesce(current.messages, "") + new("messages")
         updates.append(
@@ -206,3 +206,12 @@ def append_message(connection: sa.Connection, job_id: str, text: str, at: dateti
         .values(messages=sa.func.coalesce(jobs.c.messages, "") + text, updated_at=at)
     )
     return bool(connection.execute(statement).rowcount)
+
+
+def _filled(current: Any, new: Any) -> Any:
+    """What a fill-only column becomes: the row's value where it has one, else the event's; for
+    ``created_at``, the earlier of the two (a publish written after the worker's receipt, as an
+    asynchronous publish may be, still dates the job from its publish)."""
+    if current.name != "created_at":
+        return sa.func.coalesce(current, new)
+    return sa.case((sa.or_(current.is_(None), new < current), new), else_=current)

@@ -79,8 +79,9 @@ def lifecycle_of(
             retries=attempt, eta=None, delivery=stamp, at=moment,
         )  # fmt: skip
         events[f"received/{attempt}"] = lifecycle.received(
-            job_id, name=NAME, user=USER, queue=QUEUE, lineage=Lineage(), retries=attempt,
-            eta=None, worker=f"celery@w{attempt}", redelivered=False, delivery=stamp,
+            job_id, name=NAME, user=USER, request=REQUEST, queue=QUEUE, lineage=Lineage(),
+            retries=attempt, eta=None, worker=f"celery@w{attempt}", redelivered=False,
+            delivery=stamp,
             at=moment + timedelta(seconds=1),
         )  # fmt: skip
         events[f"running/{attempt}"] = lifecycle.started(

@@ -110,7 +110,8 @@ def test_after_an_outage_longer_than_the_timeout_no_live_worker_is_judged_lost(
     caplog.set_level(logging.WARNING, logger="taskjobs")
     timeout = 0.5
     settings = Settings.load({"taskjobs_worker_timeout": timeout})
-    hearts = Heart("celery@first", settings, store), Heart("celery@second", settings, store)
+    hearts = (Heart("celery@first", settings, lambda: store),
+              Heart("celery@second", settings, lambda: store))  # fmt: skip
     first, second = hearts
     first.beat_and_reap()
     second.beat_and_reap()
@@ -118,7 +119,7 @@ def test_after_an_outage_longer_than_the_timeout_no_live_worker_is_judged_lost(
 
     unreachable = store_for(f"sqlite:///{tmp_path}/missing/folder/jobs.sqlite3")
     for heart in hearts:  # the outage
-        heart.store = unreachable
+        heart.store_of = lambda: unreachable
     outage_began = utcnow()
     first.beat_and_reap()
     second.beat_and_reap()
@@ -126,7 +127,7 @@ def test_after_an_outage_longer_than_the_timeout_no_live_worker_is_judged_lost(
     wait_for(lambda: utcnow() - outage_began > timedelta(seconds=2 * timeout),
              what="the outage to outlast the timeout")  # fmt: skip
     for heart in hearts:
-        heart.store = store
+        heart.store_of = lambda: store
 
     first.beat_and_reap()  # back first: the second worker, silent through the outage, is alive
     assert getJob("job", "running") is not None, "a live worker's job was marked lost"
@@ -264,7 +265,7 @@ def test_a_beating_worker_deletes_jobs_past_their_time_to_keep(
     transition("older-error", "error", {}, at=now - timedelta(hours=5))
     settings = Settings.load({"taskjobs_keep_finished": 3600, "taskjobs_keep_error": 4 * 3600,
                               "taskjobs_worker_timeout": 1.2})  # a beat every 0.2 s  # fmt: skip
-    heart = Heart("celery@keeper", settings, store)
+    heart = Heart("celery@keeper", settings, lambda: store)
     assert heart.daemon and heart.interval == liveness.beat_interval(settings.worker_timeout)
     with caplog.at_level(logging.INFO, logger="taskjobs"):
         heart.start()
@@ -344,7 +345,7 @@ def test_bookkeeping_that_fails_is_logged_and_never_raised(
     shutdown: a store that fails there is logged, with what failed, and nothing is raised."""
     caplog.set_level(logging.INFO, logger="taskjobs")
     unreachable = store_for(f"sqlite:///{tmp_path}/missing/folder/jobs.sqlite3")
-    heart = Heart("celery@gone", Settings.load({"taskjobs_keep_finished": 60}), unreachable)
+    heart = Heart("celery@gone", Settings.load({"taskjobs_keep_finished": 60}), lambda: unreachable)
     heart.stopped("stopped")
     heart.expire()
     failures = [r for r in caplog.records if r.levelno == logging.ERROR]

@@ -3,6 +3,7 @@ worker timeout, and neither redirects the other's jobs."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,11 +137,11 @@ def test_a_worker_beats_with_its_own_apps_timeout_in_its_own_store(
     orders, billing = two_apps
     signals.worker_ready.send(sender=Consumer("celery@orders", orders.app))
     heart = orders.tracker.heart
-    assert heart is not None and (heart.timeout, heart.store) == (5.0, orders.store)
+    assert heart is not None and (heart.timeout, heart.store_of()) == (5.0, orders.store)
     assert billing.tracker.heart is None, "the other app's worker is not this one"
     signals.worker_ready.send(sender=Consumer("celery@billing", billing.app))
     heart = billing.tracker.heart
-    assert heart is not None and (heart.timeout, heart.store) == (30.0, billing.store)
+    assert heart is not None and (heart.timeout, heart.store_of()) == (30.0, billing.store)
 
 
 def test_the_first_installed_app_chooses_the_default_store(
@@ -153,6 +154,31 @@ def test_the_first_installed_app_chooses_the_default_store(
     assert getJob(placed.id, "finished") is not None
     chosen = taskjobs.configure(str(billing.store.url))
     assert orders.tracker.store is chosen and billing.tracker.store is chosen
+
+
+def test_install_refuses_a_bad_database_url_at_once(tmp_path: Path) -> None:
+    app = Celery("bad-url", broker="memory://", set_as_current=False)
+    app.conf.taskjobs_database_url = "oracle://scott@db/jobs"
+    with pytest.raises(taskjobs.ConfigurationError, match="oracle"):
+        taskjobs.install(app)
+    assert registry.installed(app) is None
+
+
+def test_a_job_task_of_an_app_with_bad_settings_runs_untracked(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Tracking never changes a task's outcome, not even through taskjobs' own settings."""
+    app = Celery("bad-settings", broker="memory://", set_as_current=False)
+    app.conf.taskjobs_worker_timeout = "soon"
+
+    @app.task(base=taskjobs.JobTask, bind=True, shared=False)
+    def step(self: Any) -> str:
+        self.progress("half way")
+        return "done"
+
+    with caplog.at_level(logging.ERROR, logger="taskjobs"):
+        assert step.apply().get() == "done"
+    assert "not tracking the JobTask tasks of app bad-settings" in caplog.text
 
 
 def test_install_returns_the_apps_tracker_with_its_settings_read_again(

@@ -47,8 +47,8 @@ def test_a_start_sets_its_start_time_and_a_redelivery_its_own_stage() -> None:
     assert event.seq == order_key(0, STAGE_RUNNING_AGAIN)
     assert event.columns()["started_at"] == AT and event.values["pid"] == 7
     received = lifecycle.received(
-        "job", name=None, user=None, queue=None, lineage=Lineage(), retries=1, eta=None,
-        worker=None, redelivered=False, delivery=None, at=AT,
+        "job", name=None, user=None, request=None, queue=None, lineage=Lineage(), retries=1,
+        eta=None, worker=None, redelivered=False, delivery=None, at=AT,
     )  # fmt: skip
     assert received.seq == order_key(1, STAGE_RECEIVED) != order_key(1, STAGE_RECEIVED_AGAIN)
     assert received.values == {"celery_state": "RECEIVED", "received_at": AT, "retries": 1}

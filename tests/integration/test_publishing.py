@@ -1,0 +1,161 @@
+"""Publishing off the caller's path: in the "async" publish mode ``apply_async`` returns before
+its pending job is written; this process's writer commits what has queued in one
+transaction, and reads and writes here wait for it, so they see it. A publisher that dies before
+the write leaves nothing lost: the worker's receipt writes everything the publish would have."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from celery import Celery, group
+from celery.contrib.testing.worker import start_worker
+
+import taskjobs
+from taskjobs import lifecycle
+from taskjobs.api.job import deleteJob, findJob, getJob, getJobHistory, setJob
+from taskjobs.celery.tracker import Tracker
+from taskjobs.lifecycle import Lineage
+from taskjobs.store import Store
+from taskjobs.store.tables import jobs
+from tests.waiting import job_in
+
+# Long enough that nothing is written by the timer during a test: only a read or a drain writes.
+HELD = 60
+
+
+def publishing_app(name: str, **conf: Any) -> tuple[Celery, Any, Tracker]:
+    """An installed app with one task, ``{name}.double``, on the memory broker."""
+    app = Celery(name, broker="memory://", set_as_current=False)
+    app.conf.update(task_default_queue=f"{name}-queue", **conf)
+
+    @app.task(name=f"{name}.double", shared=False)
+    def double(value: int) -> int:
+        return value * 2
+
+    return app, double, taskjobs.install(app)
+
+
+def stored(store: Store, job_id: str) -> bool:
+    """Whether the job's row is in the database, read without waiting for queued writes."""
+    with store.engine.connect() as connection:
+        return connection.scalar(sa.select(sa.func.count()).where(jobs.c.id == job_id)) == 1
+
+
+@pytest.fixture
+def held(store: Store) -> Iterator[tuple[Celery, Any, Tracker]]:
+    """An app whose publishes wait for a read (or a drain) to be written."""
+    app, task, tracker = publishing_app(
+        "held", taskjobs_publish_mode="async", taskjobs_publish_interval=HELD
+    )
+    yield app, task, tracker
+    tracker.drain()
+
+
+def test_a_publish_does_not_wait_for_the_database_and_a_read_here_sees_it(
+    store: Store, held: tuple[Celery, Any, Tracker]
+) -> None:
+    _, task, _ = held
+    result = task.apply_async((1,), headers={"taskjobs_user": "alice"})
+    assert not stored(store, result.id), "the caller waited for the pending job's commit"
+    job = getJob(result.id)  # waits for this process's queued publishes
+    assert job is not None and (job["name"], job["user"], job["queue"]) == (
+        "held.double", "alice", "held-queue")  # fmt: skip
+    assert stored(store, result.id)
+
+
+def test_a_group_is_published_in_one_transaction(
+    store: Store, held: tuple[Celery, Any, Tracker], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, task, tracker = held
+    batches = 0
+    batch = store.batch
+
+    @contextlib.contextmanager
+    def counted() -> Iterator[None]:
+        nonlocal batches
+        batches += 1
+        with batch():
+            yield
+
+    monkeypatch.setattr(store, "batch", counted)
+    results = group(task.s(n) for n in range(50)).apply_async()
+    assert tracker.drain() == 0
+    assert batches == 1
+    assert all(getJob(result.id) is not None for result in results.results)
+
+
+def test_an_explicit_write_after_a_publish_is_not_overtaken_by_it(
+    store: Store, held: tuple[Celery, Any, Tracker]
+) -> None:
+    _, task, tracker = held
+    finished = task.apply_async((1,))
+    setJob(finished.id, {"result": "done by hand"}, "finished")
+    deleted = task.apply_async((2,))
+    deleteJob(deleted.id)
+    tracker.drain()
+    assert getattr(findJob(finished.id)[0], "status", None) == "finished"
+    assert findJob(deleted.id) == (None, None)
+
+
+def test_the_sync_mode_commits_the_pending_job_before_the_publish_returns(store: Store) -> None:
+    _, task, _ = publishing_app("synced")  # the default mode
+    result = task.apply_async((1,))
+    assert stored(store, result.id)
+
+
+# What a worker writes does not depend on the database: one is enough for a worker's run.
+@pytest.mark.parametrize("db_kind", ["sqlite"], indirect=True)
+def test_a_publisher_that_dies_before_writing_loses_nothing_a_worker_receives(
+    store: Store, held: tuple[Celery, Any, Tracker]
+) -> None:
+    """The publisher's queue is lost (as when it is killed); the worker's receipt writes the
+    job with all the publish knew: name, user, request, queue and lineage."""
+    app, task, tracker = held
+    result = task.apply_async((21,), headers={"taskjobs_user": "bob"})
+    tracker.publisher().after_fork()  # what a killed publisher loses: its queue
+    assert findJob(result.id) == (None, None)
+    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
+        job = job_in(result.id, "finished")
+    assert (job["name"], job["user"], job["queue"], job["result"]) == (
+        "held.double", "bob", "held-queue", "42")  # fmt: skip
+    assert json.loads(job["request"]) == {"args": [21], "kwargs": {}}
+    assert job["root_id"] == result.id and job["created_at"] <= job["received_at"]
+    assert [h["celery_state"] for h in getJobHistory(result.id)] == [
+        "RECEIVED", "STARTED", "SUCCESS"]  # fmt: skip
+
+
+def test_a_late_publish_write_still_dates_the_job_from_its_publish(
+    store: Store, held: tuple[Celery, Any, Tracker]
+) -> None:
+    """A worker received the message before the publisher's write landed: the job keeps the
+    publish time as its creation, and the state the worker gave it."""
+    _, task, tracker = held
+    result = task.apply_async((1,))
+    publisher = tracker.publisher()
+    (published,) = list(publisher.buffer)
+    publisher.after_fork()  # hold the write back, to apply it after the worker's
+    receipt = lifecycle.received(
+        result.id, name="held.double", user=None, request=None, queue="held-queue",
+        lineage=Lineage(), retries=0, eta=None, worker="celery@w", redelivered=False,
+        delivery=published.delivery, at=published.at + timedelta(milliseconds=5),
+    )  # fmt: skip
+    store.apply(receipt)
+    store.apply(published)
+    job = getJob(result.id)
+    assert job is not None and job["celery_state"] == "RECEIVED"
+    assert job["created_at"] == published.at < job["received_at"]
+
+
+def test_a_bad_publish_mode_names_the_valid_ones() -> None:
+    app = Celery("badmode", broker="memory://", set_as_current=False)
+    app.conf.taskjobs_publish_mode = "later"
+    with pytest.raises(
+        taskjobs.ConfigurationError, match="taskjobs_publish_mode 'later'.*async, sync"
+    ):
+        taskjobs.install(app)
