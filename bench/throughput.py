@@ -74,13 +74,15 @@ class Variant:
     backend: str | None = None  # celery-db, redis: Celery's result backend
     taskjobs: bool = False
     write_mode: str = "direct"  # taskjobs' write mode: direct or batched
+    publish_mode: str = "sync"  # taskjobs' publish mode: sync or async
 
     @property
     def conf(self) -> dict[str, Any]:
         if self.backend:
             return TRACKING_CONF
         if self.taskjobs:
-            return {**NO_RESULT_CONF, "taskjobs_write_mode": self.write_mode}
+            return {**NO_RESULT_CONF, "taskjobs_write_mode": self.write_mode,
+                    "taskjobs_publish_mode": self.publish_mode}  # fmt: skip
         return NO_RESULT_CONF
 
 
@@ -96,6 +98,13 @@ VARIANTS = (
         "taskjobs on PostgreSQL, no result backend",
         "postgresql",
         taskjobs=True,
+    ),
+    Variant(
+        "taskjobs-postgresql-async",
+        "taskjobs on PostgreSQL, publishing off the caller's path",
+        "postgresql",
+        taskjobs=True,
+        publish_mode="async",
     ),
     Variant(
         "taskjobs-sqlite", "taskjobs on a SQLite file, no result backend", "sqlite", taskjobs=True
