@@ -77,7 +77,7 @@ def test_sigkill_of_a_worker_is_reaped_by_a_live_worker(fresh_stack: Stack, tmp_
     assert f"worker lost: {doomed.name} sent no heartbeat for over 3s" in job["messages"]
     workers = {w.name: w for w in current_store().list_workers()}
     assert workers[doomed.name].stopped_at is not None
-    assert workers[stack.workers[1].name]["stopped_at"] is None
+    assert workers[stack.workers[1].name].stopped_at is None
 
 
 @pytest.mark.parametrize("fresh_stack", [("rabbitmq", "sqlite")], indirect=True)
