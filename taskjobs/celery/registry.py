@@ -56,12 +56,8 @@ def installed(app: Any) -> Tracker | None:
 
 def trackers() -> list[Tracker]:
     """Every tracker of this process."""
-    return [*_installed.values(), *_base_class.values()]
-
-
-def of_app(app: Any) -> Tracker | None:
-    """The tracker of ``app``, installed or tracking its ``JobTask`` tasks; None if neither."""
-    return installed(app) or (_base_class.get(app) if app is not None else None)
+    with _lock:
+        return [*_installed.values(), *_base_class.values()]
 
 
 def of_task(task: Task | None) -> Tracker | None:
