@@ -22,6 +22,7 @@ from taskjobs.model import (
     RUNNING,
     STAGE_PRESUMED_END,
     STAGES_PER_ATTEMPT,
+    message_line,
 )
 from taskjobs.store import dialects
 from taskjobs.store.records import Worker
@@ -90,10 +91,27 @@ def reap(
                 note=f"worker lost: {name} {reason}",
                 at=at,
             )
+            if worker is None:  # silent, not stopped: what it had received comes back
+                _note_waiting(connection, name, at)
             connection.execute(
                 sa.update(workers).where(workers.c.name == name).values(stopped_at=at)
             )
     return marked
+
+
+def _note_waiting(connection: sa.Connection, name: str, at: datetime) -> None:
+    """The jobs a lost worker had received but not started stay pending (the broker delivers
+    their messages again); their messages say why they wait."""
+    note = message_line(
+        f"worker lost: {name} stopped sending heartbeats before this task started; "
+        "it waits for its message to be delivered again",
+        at,
+    )
+    connection.execute(
+        sa.update(jobs)
+        .where(jobs.c.worker == name, jobs.c.status == PENDING, jobs.c.received_at.is_not(None))
+        .values(messages=sa.func.coalesce(jobs.c.messages, "") + note)
+    )
 
 
 def queued_jobs(
@@ -160,7 +178,7 @@ def _presume_ended(
         ),
         else_=c.seq,
     )
-    line = f"[{at:%Y-%m-%dT%H:%M:%S}Z] {note}\n"
+    line = message_line(note, at)
     ended = connection.execute(
         sa.update(jobs)
         .where(scope, condition)

@@ -18,6 +18,8 @@ from taskjobs.celery import receivers, registry
 from taskjobs.celery.heartbeat import Heart
 from taskjobs.model import (
     STAGE_ENDED,
+    STAGE_PUBLISHED,
+    STAGE_RECEIVED,
     STAGE_RECEIVED_AGAIN,
     STAGE_RUNNING,
     STAGE_RUNNING_AGAIN,
@@ -64,6 +66,32 @@ def test_silent_workers_running_jobs_are_marked_lost_once(store: Store) -> None:
     workers = {w.name: w for w in store.list_workers()}
     assert workers["celery@dead"].stopped_at is not None
     assert workers["celery@alive"].stopped_at is None
+
+
+def test_the_jobs_a_lost_worker_had_received_say_they_wait_for_redelivery(store: Store) -> None:
+    """Received but not started: the job stays pending (the broker delivers the message again),
+    and its messages say why it waits. A job the worker never received, or a worker that stopped
+    cleanly (its messages go back to the queue), adds nothing."""
+    now = utcnow()
+    store.heartbeat("celery@dead", hostname="h1", pid=1, at=now - timedelta(seconds=120))
+    store.heartbeat("celery@leaving", hostname="h2", pid=2, at=now)
+    received = {"worker": "celery@dead", "received_at": now, "celery_state": "RECEIVED"}
+    transition("waiting", "pending", received, seq=order_key(0, STAGE_RECEIVED))
+    transition("queued", "pending", {"celery_state": "PENDING"}, seq=order_key(0, STAGE_PUBLISHED))
+    transition("leaving", "pending", {**received, "worker": "celery@leaving"},
+               seq=order_key(0, STAGE_RECEIVED))  # fmt: skip
+
+    assert liveness.reap(60, store) == {"celery@dead": 0}
+    assert liveness.worker_stopped("celery@leaving", "shut down", store) == 0
+    waiting = getJob("waiting", "pending")
+    assert waiting is not None and waiting["celery_state"] == "RECEIVED"
+    assert waiting["messages"].split("] ", 1)[1] == (
+        "worker lost: celery@dead stopped sending heartbeats before this task started; "
+        "it waits for its message to be delivered again\n"
+    )
+    assert getJob("queued", "pending")["messages"] == ""  # type: ignore[index]
+    assert getJob("leaving", "pending")["messages"] == ""  # type: ignore[index]
+    assert [h["status"] for h in getJobHistory("waiting")] == ["pending"], "no new state"
 
 
 def test_a_lost_job_moves_on_when_its_message_is_redelivered(store: Store) -> None:
