@@ -52,12 +52,12 @@ def current_store() -> Store:
     return _current or configure()
 
 
-def app_store(url: str | None) -> Store:
-    """The store of an app whose setting is ``url``: the one ``configure(url)`` chose, else
-    its own, else the default store."""
-    if _explicit or url is None:
+def app_store(own: Store | None) -> Store:
+    """The store of an app whose own store (from its setting) is ``own``: the one
+    ``configure(url)`` chose, else its own, else the default store."""
+    if _explicit or own is None:
         return current_store()
-    return store_for(url)
+    return own
 
 
 def _store(url: str | None) -> Store:

@@ -15,6 +15,9 @@ from taskjobs.lifecycle import Lineage
 USER_HEADER = "taskjobs_user"
 # The message header with the message's delivery stamp (``model.delivery_stamp``).
 DELIVERY_HEADER = "taskjobs_delivery"
+# The message header saying its pending job was queued, not committed, when it was sent (the
+# "async" publish mode): only then does a receipt record the request too.
+QUEUED_HEADER = "taskjobs_queued"
 # Celery's message header counting how deeply a task replaced another one (0: not at all).
 NESTING_HEADER = "replaced_task_nesting"
 

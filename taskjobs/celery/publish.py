@@ -19,6 +19,7 @@ from taskjobs.celery import canvas, registry
 from taskjobs.celery.message import (
     DELIVERY_HEADER,
     NESTING_HEADER,
+    QUEUED_HEADER,
     USER_HEADER,
     delivery,
     lineage,
@@ -89,6 +90,8 @@ def on_before_publish(
         # written as the task's own events are: the jobs that only it creates must exist before
         # a worker ends them (see README, Publishing).
         queued = running is None and tracker.settings.publish_mode == "async"
+        if queued:
+            headers[QUEUED_HEADER] = 1
         _published.job = (event.job_id, sender, tracker, queued)
         (tracker.record_publish if queued else tracker.record)(event)
 

@@ -19,6 +19,7 @@ from celery import Task, signals
 from taskjobs import lifecycle
 from taskjobs.celery import canvas, registry, worker
 from taskjobs.celery.message import (
+    QUEUED_HEADER,
     USER_HEADER,
     delivery,
     lineage,
@@ -54,6 +55,8 @@ def on_received(sender: Any = None, request: Any = None, **_: Any) -> None:
                 task_id,
                 name=request.name,
                 user=message.get(USER_HEADER),
+                # Only a job whose publish may not be written yet needs it (kept off the main
+                # loop otherwise: the task's start records it too).
                 request=request_text(
                     tracker.settings,
                     request.task,
@@ -61,7 +64,9 @@ def on_received(sender: Any = None, request: Any = None, **_: Any) -> None:
                     request.kwargs,
                     request.argsrepr,
                     request.kwargsrepr,
-                ),
+                )
+                if message.get(QUEUED_HEADER)
+                else None,
                 queue=routing_key(request),
                 lineage=lineage(message),
                 retries=whole(message.get("retries")),

@@ -38,12 +38,12 @@ _publishing = threading.local()
 def install(app: Celery) -> Tracker:
     """The tracker of ``app``, made now or (settings read again) the one it has."""
     settings = Settings.load(app.conf)
-    config.app_store(settings.database_url)  # a bad URL is refused now, not at the first event
     with _lock:
-        tracker = _installed.get(app) or _base_class.pop(app, None)
+        tracker = _installed.get(app) or _base_class.get(app)
         if tracker is None:
             tracker = Tracker(str(app.main or "celery"), settings)
-        tracker.settings = settings
+        tracker.settings = settings  # a bad URL is refused here, before anything changes
+        _base_class.pop(app, None)
         _installed[app] = tracker
     config.configure_default(settings.database_url)
     return tracker

@@ -16,7 +16,7 @@ from taskjobs import config
 from taskjobs.celery.heartbeat import Heart
 from taskjobs.celery.recorder import Change, Mode, Recorder
 from taskjobs.settings import Settings
-from taskjobs.store import Store
+from taskjobs.store import Store, store_for
 
 logger = logging.getLogger("taskjobs")
 
@@ -27,7 +27,7 @@ class Tracker:
     def __init__(self, name: str, settings: Settings) -> None:
         # The app's name (``app.main``), for log lines; the tracker holds no reference to it.
         self.name = name
-        self.settings = settings
+        self.settings = settings  # resolves the app's own store and write mode, once
         # One recorder per store this app has written to (a store that does not answer never
         # holds up another), made on first use; and, in the "async" publish mode, one writer
         # of publishes per store.
@@ -41,16 +41,29 @@ class Tracker:
         return f"Tracker({self.name!r}, {self.store!r}, {self.settings.write_mode})"
 
     @property
+    def settings(self) -> Settings:
+        return self._settings
+
+    @settings.setter
+    def settings(self, settings: Settings) -> None:
+        """Take new settings; the app's own store is looked up here, once, not at every event
+        (a bad URL is refused here, and nothing changes)."""
+        own = store_for(settings.database_url) if settings.database_url else None
+        self._own_store, self._settings = own, settings
+        self._mode = Mode(
+            batched=settings.write_mode == "batched", interval=settings.batch_interval
+        )
+
+    @property
     def store(self) -> Store:
         """Where this app's jobs are: the store ``configure(url)`` chose, else the app's own
         ``taskjobs_database_url``, else the default store."""
-        return config.app_store(self.settings.database_url)
+        return config.app_store(self._own_store)
 
     @property
     def mode(self) -> Mode:
-        return Mode(
-            batched=self.settings.write_mode == "batched", interval=self.settings.batch_interval
-        )
+        """How this app's worker-side events are written."""
+        return self._mode
 
     def recorder(self) -> Recorder:
         """The recorder of this app for its store now."""

@@ -130,7 +130,7 @@ def test_a_heartbeat_revives_a_worker_marked_stopped(store: Store) -> None:
 
 
 def test_after_an_outage_longer_than_the_timeout_no_live_worker_is_judged_lost(
-    store: Store, database_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    store: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Every worker is silent during a store outage. The first worker to beat again must not
     mark the others' running jobs lost; only one that has beaten for a whole timeout since may
