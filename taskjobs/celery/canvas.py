@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from celery import Task
@@ -20,7 +21,8 @@ from taskjobs.celery.tracker import Tracker, never_raising
 from taskjobs.lifecycle import Lineage
 from taskjobs.model import CELERY_FAILURE, utcnow
 
-# What the tasks running in this thread published as their replacements, by task id.
+# What the tasks running in this thread published as their replacements, by task id: when the
+# first replacement message went out, and the "name id" of each task it will run.
 _replacing = threading.local()
 
 
@@ -35,7 +37,7 @@ def note_replacement(
     if headers.get("id") == request.id:  # a single task takes over the id: it is all there is
         record_replacement(running, [f"{name} {request.id}"])
         return
-    sent: list[str] = _replacing.__dict__.setdefault(request.id, [])
+    _, sent = _replacing.__dict__.setdefault(request.id, (utcnow(), []))
     sent.append(f"{name} {headers.get('id')}")
     embedded = body[2] if isinstance(body, (tuple, list)) and len(body) > 2 else None
     if isinstance(embedded, Mapping):
@@ -46,9 +48,10 @@ def note_replacement(
             sent.extend(f"{text} (when the group is done)" for text in signature_names(chord_body))
 
 
-def take_replacement(task_id: str) -> list[str] | None:
-    """What the task ``task_id`` published as its replacement, forgotten now."""
-    found: list[str] | None = _replacing.__dict__.pop(task_id, None)
+def take_replacement(task_id: str) -> tuple[datetime, list[str]] | None:
+    """When the task ``task_id`` began to publish its replacement, and what it published,
+    forgotten now."""
+    found: tuple[datetime, list[str]] | None = _replacing.__dict__.pop(task_id, None)
     return found
 
 
@@ -66,8 +69,13 @@ def signature_names(signature: Any) -> list[str]:
     return []
 
 
-def record_replacement(task: Task | None, replacement: list[str]) -> None:
-    """``task`` replaced itself: its job says by what, and waits for it."""
+def record_replacement(
+    task: Task | None, replacement: list[str], at: datetime | None = None
+) -> None:
+    """``task`` replaced itself at ``at`` (now if not given): its job says by what, and waits
+    for it. The note is written once the task returns, when all of its replacement is known;
+    a replacement run by another worker process may have ended the job by then, so the note
+    keeps the time the replacement was published."""
     request: Any = getattr(task, "request", None)
     task_id = getattr(request, "id", None)
     with never_raising("replacement", task_id):
@@ -81,7 +89,7 @@ def record_replacement(task: Task | None, replacement: list[str]) -> None:
                 replacement=replacement,
                 retries=whole(request.retries),
                 delivery=delivery(request),
-                at=utcnow(),
+                at=at or utcnow(),
                 existing_only=existing_only,
             )
         )

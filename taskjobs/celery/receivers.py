@@ -361,7 +361,8 @@ def on_postrun(
     replacement = canvas.take_replacement(task_id)
     if replacement is None or state != "IGNORED":
         return
-    canvas.record_replacement(sender, replacement)
+    at, named = replacement
+    canvas.record_replacement(sender, named, at)
 
 
 def _inside_itself(task_id: str | None) -> bool:
