@@ -339,3 +339,15 @@ def delivery_stamp(now: datetime, after: int | None = None) -> int:
     inside a task orders after it even when the publisher's clock is behind)."""
     stamp = int(now.timestamp() * 1_000_000)
     return stamp if after is None or stamp > after else after + 1
+
+
+# The report's timeline has at most this many buckets, each a whole number of minutes.
+TIMELINE_BUCKETS = 60
+
+
+def bucket_seconds(since: datetime, until: datetime) -> int:
+    """The width of the report's timeline buckets over [since, until): whole minutes, at
+    most ``TIMELINE_BUCKETS`` of them."""
+    seconds = max((until - since).total_seconds(), 60.0)
+    minutes = -(-seconds // (60 * TIMELINE_BUCKETS))  # ceiling
+    return int(minutes) * 60

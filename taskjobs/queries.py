@@ -12,9 +12,19 @@ from datetime import datetime, timedelta
 
 from taskjobs.config import current_store
 from taskjobs.errors import AmbiguousJobIdError, InvalidInputError, JobNotFoundError
-from taskjobs.model import Job, check_job_id, check_state, utcnow
+from taskjobs.model import (
+    ERROR,
+    FINISHED,
+    IDLE,
+    PENDING,
+    RUNNING,
+    Job,
+    check_job_id,
+    check_state,
+    utcnow,
+)
 from taskjobs.report import DEFAULT_SLOW_AFTER, Report, build_report
-from taskjobs.store import JobReader, Transition, Worker
+from taskjobs.store import JobQuery, JobReader, Transition, Worker
 
 # Jobs a listing returns unless told otherwise.
 DEFAULT_LIMIT = 50
@@ -22,6 +32,8 @@ DEFAULT_LIMIT = 50
 MAX_LIMIT = 1_000_000
 # Ids an error about an ambiguous shortened id names.
 NAMED_MATCHES = 3
+# Most children and group members a workflow lists; the counts cover them all.
+WORKFLOW_LIMIT = 200
 
 # What a worker's heartbeats say of it.
 ALIVE = "alive"  # it beat within the timeout
@@ -45,6 +57,25 @@ class Page:
     jobs: tuple[Job, ...]
     # The ``after`` of the next page; None when no job comes after this page.
     next_after: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class Workflow:
+    """Where a job sits in its workflow (a canvas, or the tasks a task published), from the
+    lineage Celery stamps on every message: its parent, its root, the jobs it published, the
+    other members of its group, and the state of everything under its root."""
+
+    job: Job
+    # None when the job has none, or when that job is not stored (purged, or not tracked).
+    parent: Job | None
+    root: Job | None
+    children: tuple[Job, ...]
+    # The jobs of the job's group, itself included, oldest first.
+    group: tuple[Job, ...]
+    # The jobs under the root (the root itself included), by status.
+    counts: dict[str, int]
+    # The workflow's state as a whole (see ``rolled_up``).
+    state: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,6 +151,59 @@ def list_jobs(
     )
     jobs = tuple(found[:limit])
     return Page(jobs, jobs[-1].id if len(found) > limit else None)
+
+
+def search_jobs(query: JobQuery, store: JobReader | None = None) -> Page:
+    """The jobs ``query`` asks for, at most its ``limit`` (``DEFAULT_LIMIT`` if it has
+    none), and the cursor of the next page when it pages newest first."""
+    limit = DEFAULT_LIMIT if query.limit is None else query.limit
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 0 < limit <= MAX_LIMIT:
+        raise InvalidInputError(
+            f"invalid limit {limit!r}: give a whole number from 1 to {MAX_LIMIT}"
+        )
+    if query.status is not None:
+        check_state(query.status)
+    if query.after is not None:
+        check_job_id(query.after)
+    found = (store or current_store()).find(dataclasses.replace(query, limit=limit + 1))
+    jobs = tuple(found[:limit])
+    pages = (query.sort, query.ascending, query.offset) == ("created_at", False, 0)
+    return Page(jobs, jobs[-1].id if len(found) > limit and pages else None)
+
+
+def workflow(job_id: str | int, store: JobReader | None = None) -> Workflow:
+    """The workflow of the job with this id (or unique id prefix, see ``find_job``)."""
+    reader = store or current_store()
+    job = find_job(job_id, reader)
+    root_id = job.root_id or job.id
+    parent = reader.get(job.parent_id) if job.parent_id else None
+    root = job if root_id == job.id else reader.get(root_id)
+    children = reader.find(JobQuery(parent_id=job.id, limit=WORKFLOW_LIMIT, ascending=True))
+    group = (
+        reader.find(JobQuery(group_id=job.group_id, limit=WORKFLOW_LIMIT, ascending=True))
+        if job.group_id
+        else []
+    )
+    counts = reader.count_by_status(JobQuery(root_id=root_id))
+    if root is not None and root.root_id != root_id:  # a root stored without its own root_id
+        counts[root.status] = counts.get(root.status, 0) + 1
+    return Workflow(job, parent, root, tuple(children), tuple(group), counts, rolled_up(counts))
+
+
+def rolled_up(counts: dict[str, int]) -> str:
+    """The state of a workflow whose jobs are in these states: ``error`` once any failed,
+    else ``running`` while any runs or waits after one has begun, ``pending`` while none
+    has begun, ``finished`` when all finished."""
+    present = {status for status, count in counts.items() if count}
+    if not present:
+        return IDLE
+    if ERROR in present:
+        return ERROR
+    if present == {FINISHED}:
+        return FINISHED
+    if present <= {PENDING, IDLE}:
+        return PENDING
+    return RUNNING
 
 
 def list_workers(

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from taskjobs.config import current_store
-from taskjobs.model import ERROR, FINISHED, STATES, Job, jsonable, utcnow
+from taskjobs.model import ERROR, FINISHED, STATES, Job, bucket_seconds, jsonable, utcnow
 from taskjobs.store import JobReader
 
 # The report's default window: the last day.
@@ -50,6 +50,15 @@ class WorkerStats:
 
 
 @dataclasses.dataclass(frozen=True)
+class Bucket:
+    """The jobs of the window that ended in one stretch of it."""
+
+    start: datetime
+    finished: int
+    failed: int
+
+
+@dataclasses.dataclass(frozen=True)
 class Report:
     """The status report over jobs created in [since, until)."""
 
@@ -64,6 +73,8 @@ class Report:
     long_running: list[Job]
     # (exception type, count), most frequent first.
     exceptions: list[tuple[str, int]]
+    # The window cut in equal stretches (whole minutes), oldest first: what ended in each.
+    timeline: list[Bucket]
 
     def as_dict(self) -> dict[str, Any]:
         """The report as JSON-ready data: datetimes as ISO 8601 strings."""
@@ -129,7 +140,22 @@ def build_report(
         slow_after=slow_after.total_seconds(),
         long_running=rows["slow"],
         exceptions=sorted(rows["exceptions"], key=lambda item: (-item[1], item[0])),
+        timeline=_timeline(since, until, rows["timeline"]),
     )
+
+
+def _timeline(since: datetime, until: datetime, rows: list[tuple[int, str, int]]) -> list[Bucket]:
+    width = bucket_seconds(since, until)
+    count = max(1, -(-int((until - since).total_seconds()) // width))
+    ended: dict[tuple[int, str], int] = {(b, status): n for b, status, n in rows}
+    return [
+        Bucket(
+            start=since + timedelta(seconds=index * width),
+            finished=ended.get((index, FINISHED), 0),
+            failed=ended.get((index, ERROR), 0),
+        )
+        for index in range(count)
+    ]
 
 
 def _task_stats(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from taskjobs.store.engine import make_fork_safe
 from taskjobs.store.protocol import JobReader, JobStore
-from taskjobs.store.records import Transition, Worker
+from taskjobs.store.records import SORTABLE, JobQuery, Transition, Worker
 from taskjobs.store.store import Store, store_for
 
 __all__ = [
@@ -23,7 +23,9 @@ __all__ = [
     # what readers and writers need of a store
     "JobReader",
     "JobStore",
-    # the records reads return, besides taskjobs.Job
+    # what to read, and the records reads return, besides taskjobs.Job
+    "JobQuery",
+    "SORTABLE",
     "Transition",
     "Worker",
 ]

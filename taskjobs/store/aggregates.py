@@ -9,7 +9,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from taskjobs.model import PENDING, RUNNING
+from taskjobs.model import ERROR, FINISHED, PENDING, RUNNING, bucket_seconds
 from taskjobs.store import dialects
 from taskjobs.store.reads import job_from_row
 from taskjobs.store.tables import jobs, workers
@@ -56,7 +56,28 @@ def report_rows(
         "queue_wait": percentiles(connection, wait, sa.and_(window, c.started_at.is_not(None))),
         "oldest_pending": oldest(connection, c.created_at, c.status == PENDING),
         "slow": [job_from_row(row) for row in connection.execute(slow).mappings()],
+        "timeline": timeline(connection, since, until),
     }
+
+
+def timeline(
+    connection: sa.Connection, since: datetime, until: datetime
+) -> list[tuple[int, str, int]]:
+    """(bucket, status, count) of the jobs created in [since, until) that ended (finished or
+    error) in it, bucket ``n`` covering the ``n``-th ``bucket_seconds`` from ``since``."""
+    c = jobs.c
+    width = bucket_seconds(since, until)
+    start = sa.literal(since, type_=c.finished_at.type)
+    offset = dialects.seconds_between(connection.dialect.name, start, c.finished_at)
+    bucket = sa.cast(sa.func.floor(offset / width), sa.Integer).label("bucket")
+    ended = sa.and_(
+        in_window(since, until),
+        c.status.in_((FINISHED, ERROR)),
+        c.finished_at >= since,
+        c.finished_at < until,
+    )
+    query = sa.select(bucket, c.status, sa.func.count()).where(ended).group_by(bucket, c.status)
+    return [(int(b), status, count) for b, status, count in connection.execute(query)]
 
 
 def in_window(since: datetime, until: datetime) -> Any:

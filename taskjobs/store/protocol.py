@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 from taskjobs.lifecycle import Event, Note
 from taskjobs.model import Job
-from taskjobs.store.records import Transition, Worker
+from taskjobs.store.records import JobQuery, Transition, Worker
 
 
 class JobReader(Protocol):
@@ -33,6 +33,14 @@ class JobReader(Protocol):
         after: str | None = None,
     ) -> list[Job]:
         """Jobs matching every given filter, newest first; ``after`` is the last id of a page."""
+        ...
+
+    def find(self, query: JobQuery) -> list[Job]:
+        """The jobs ``query`` asks for, in its order."""
+        ...
+
+    def count_by_status(self, query: JobQuery) -> dict[str, int]:
+        """How many jobs ``query`` matches, by status."""
         ...
 
     def ids_starting_with(self, prefix: str, limit: int) -> list[str]:

@@ -3,14 +3,14 @@ becomes a ``Job`` or a ``Transition``."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 
 from taskjobs.errors import InvalidInputError
 from taskjobs.model import JOB_FIELDS, RUNNING, TEXT_FIELDS, Job
 from taskjobs.store import dialects
-from taskjobs.store.records import Transition
+from taskjobs.store.records import SORTABLE, JobQuery, Transition
 from taskjobs.store.tables import jobs, transitions
 
 
@@ -31,48 +31,78 @@ def get(connection: sa.Connection, job_id: str) -> Job | None:
     return None if row is None else job_from_row(row)
 
 
-def select(
-    connection: sa.Connection,
-    *,
-    status: str | None,
-    name: str | None,
-    user: str | None,
-    worker: str | None,
-    since: datetime | None,
-    until: datetime | None,
-    limit: int | None,
-    after: str | None,
-) -> list[Job]:
-    """Jobs matching every given filter, newest first; ``after`` is the last id of a page."""
-    query = sa.select(jobs)
-    filters = (
-        (jobs.c.status, status),
-        (jobs.c.name, name),
-        (jobs.c.user, user),
-        (jobs.c.worker, worker),
-    )
-    for column, value in filters:
-        if value == "":  # an unset text field reads as "", and is stored as NULL
-            query = query.where(sa.or_(column.is_(None), column == ""))
-        elif value is not None:
-            query = query.where(column == value)
-    if since is not None:
-        query = query.where(jobs.c.created_at >= since)
-    if until is not None:
-        query = query.where(jobs.c.created_at < until)
-    query = query.order_by(jobs.c.created_at.desc(), jobs.c.id.desc())
-    if limit is not None:
-        query = query.limit(limit)
-    if after is not None:
-        created_at = connection.scalar(sa.select(jobs.c.created_at).where(jobs.c.id == after))
+def select(connection: sa.Connection, query: JobQuery) -> list[Job]:
+    """The jobs ``query`` asks for, in its order (ties broken by id, the same way)."""
+    statement = _filtered(sa.select(jobs), query)
+    column = jobs.c[query.sort]
+    if query.ascending:
+        statement = statement.order_by(column.asc(), jobs.c.id.asc())
+    else:
+        statement = statement.order_by(column.desc(), jobs.c.id.desc())
+    if query.limit is not None:
+        statement = statement.limit(query.limit)
+    if query.offset:
+        statement = statement.offset(query.offset)
+    if query.after is not None:
+        created_at = connection.scalar(sa.select(jobs.c.created_at).where(jobs.c.id == query.after))
         if created_at is None:
             raise InvalidInputError(
-                f"unknown job id {after!r} given as the page cursor 'after': "
+                f"unknown job id {query.after!r} given as the page cursor 'after': "
                 "pass the id of the last job of the previous page"
             )
         page = (jobs.c.created_at, jobs.c.id)
-        query = query.where(dialects.before(connection.dialect.name, page, (created_at, after)))
-    return [job_from_row(row) for row in connection.execute(query).mappings()]
+        statement = statement.where(
+            dialects.before(connection.dialect.name, page, (created_at, query.after))
+        )
+    return [job_from_row(row) for row in connection.execute(statement).mappings()]
+
+
+def count_by_status(connection: sa.Connection, query: JobQuery) -> dict[str, int]:
+    """How many jobs ``query`` matches, by status (its order and page are ignored)."""
+    statement = _filtered(sa.select(jobs.c.status, sa.func.count()).group_by(jobs.c.status), query)
+    return {status: count for status, count in connection.execute(statement)}
+
+
+def _filtered(statement: sa.Select[Any], query: JobQuery) -> sa.Select[Any]:
+    """``statement`` limited to the jobs matching every filter of ``query``."""
+    if query.sort not in SORTABLE:
+        raise InvalidInputError(f"invalid sort {query.sort!r}: give one of {', '.join(SORTABLE)}")
+    if query.after is not None and (query.sort, query.ascending) != ("created_at", False):
+        raise InvalidInputError(
+            "the page cursor 'after' pages the newest-first order only: "
+            f"not sort {query.sort!r}{' ascending' if query.ascending else ''}"
+        )
+    equal = (
+        (jobs.c.status, query.status),
+        (jobs.c.name, query.name),
+        (jobs.c.user, query.user),
+        (jobs.c.worker, query.worker),
+        (jobs.c.parent_id, query.parent_id),
+        (jobs.c.root_id, query.root_id),
+        (jobs.c.group_id, query.group_id),
+    )
+    for column, value in equal:
+        if value == "":  # an unset text field reads as "", and is stored as NULL
+            statement = statement.where(sa.or_(column.is_(None), column == ""))
+        elif value is not None:
+            statement = statement.where(column == value)
+    if query.id_prefix:
+        statement = statement.where(jobs.c.id.startswith(query.id_prefix, autoescape=True))
+    bounds = (
+        (jobs.c.created_at, query.since, query.until),
+        (jobs.c.received_at, query.received_since, query.received_until),
+    )
+    for column, low, high in bounds:
+        if low is not None:
+            statement = statement.where(column >= low)
+        if high is not None:
+            statement = statement.where(column < high)
+    if query.search:
+        columns = (jobs.c.id, jobs.c.name, jobs.c.request, jobs.c.result)
+        statement = statement.where(
+            sa.or_(*(c.contains(query.search, autoescape=True) for c in columns))
+        )
+    return statement
 
 
 def ids_starting_with(connection: sa.Connection, prefix: str, limit: int) -> list[str]:

@@ -30,3 +30,51 @@ class Worker:
     last_seen: datetime
     # When it stopped, or was found silent and its running jobs were marked lost.
     stopped_at: datetime | None
+
+
+# The orders a selection of jobs can come in: a job column, newest (or largest) first unless
+# the order is ``ascending``. Only the default, ``created_at`` descending, pages by keyset
+# (``after``) and is served by an index for every filter; the others sort what the filters left.
+SORTABLE = (
+    "created_at",
+    "received_at",
+    "started_at",
+    "finished_at",
+    "updated_at",
+    "runtime",
+    "name",
+    "status",
+    "worker",
+    "retries",
+)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class JobQuery:
+    """Which jobs to read: every given filter must hold. A text filter of ``""`` matches jobs
+    where that field is empty.
+
+    Times are ``[since, until)`` of ``created_at`` and ``[received_since, received_until)`` of
+    ``received_at``; ``search`` is a case-sensitive substring of the id, name, request or
+    result. ``after`` is the id of the last job of the previous page (default order only);
+    ``offset`` skips that many jobs instead.
+    """
+
+    status: str | None = None
+    name: str | None = None
+    user: str | None = None
+    worker: str | None = None
+    id_prefix: str | None = None
+    parent_id: str | None = None
+    root_id: str | None = None
+    group_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    received_since: datetime | None = None
+    received_until: datetime | None = None
+    search: str | None = None
+    sort: str = "created_at"
+    ascending: bool = False
+    limit: int | None = None
+    offset: int = 0
+    after: str | None = None

@@ -20,7 +20,7 @@ from taskjobs.lifecycle import Event, Note
 from taskjobs.model import Job
 from taskjobs.store import aggregates, deletes, reads, schema, workers, writes
 from taskjobs.store.engine import WRITE_OPTION, create_engine, parse_url, safe_url
-from taskjobs.store.records import Transition, Worker
+from taskjobs.store.records import JobQuery, Transition, Worker
 
 if TYPE_CHECKING:
     from taskjobs.store.protocol import JobStore
@@ -195,9 +195,8 @@ class Store:
     ) -> list[Job]:
         """Jobs matching every given filter, newest first; ``after`` is the last id of a page
         (an unknown one raises ``InvalidInputError``)."""
-        with self._transaction() as connection:
-            return reads.select(
-                connection,
+        return self.find(
+            JobQuery(
                 status=status,
                 name=name,
                 user=user,
@@ -207,6 +206,18 @@ class Store:
                 limit=limit,
                 after=after,
             )
+        )
+
+    def find(self, query: JobQuery) -> list[Job]:
+        """The jobs ``query`` asks for, in its order; a bad sort, or an ``after`` that is
+        unknown or given with another order, raises ``InvalidInputError``."""
+        with self._transaction() as connection:
+            return reads.select(connection, query)
+
+    def count_by_status(self, query: JobQuery) -> dict[str, int]:
+        """How many jobs ``query`` matches, by status (states without jobs left out)."""
+        with self._transaction() as connection:
+            return reads.count_by_status(connection, query)
 
     def ids_starting_with(self, prefix: str, limit: int) -> list[str]:
         """Up to ``limit`` job ids that start with ``prefix`` (to resolve a shortened id)."""

@@ -15,7 +15,7 @@ class Rows:
         self.rows = {
             "by_name_and_status": [], "by_worker_and_status": [], "running_by_worker": [],
             "worker_last_seen": [], "exceptions": [], "runtime": {}, "queue_wait": {},
-            "oldest_pending": None, "slow": [], **rows,
+            "oldest_pending": None, "slow": [], "timeline": [], **rows,
         }  # fmt: skip
 
     def report_rows(self, **_: object) -> dict[str, object]:
