@@ -358,6 +358,94 @@ def reconcile(
                        f"message {verb} (VANISHED)")  # fmt: skip
 
 
+# -- serve ----------------------------------------------------------------------------------------
+
+# Where the web face listens unless told otherwise (Flower's port).
+DEFAULT_ADDRESS = "127.0.0.1"
+DEFAULT_PORT = 5555
+AUTH_VARIABLE = "TASKJOBS_BASIC_AUTH"
+
+
+@main.command()
+@click.option("--address", default=DEFAULT_ADDRESS, show_default=True, help="Address to bind.")
+@click.option("--port", type=click.IntRange(1, 65535), default=DEFAULT_PORT, show_default=True)
+@click.option("--url-prefix", default="", help="Serve every page under this path (/taskjobs).")
+@click.option(
+    "--basic-auth",
+    envvar=AUTH_VARIABLE,
+    metavar="USER:PASSWORD[,...]",
+    help=f"Ask for one of these logins on every route but /healthz [default: ${AUTH_VARIABLE}].",
+)
+@click.option(
+    "--refresh",
+    type=click.IntRange(0, 3600),
+    default=10,
+    show_default=True,
+    help="Seconds between the reloads of an open page; 0: never.",
+)
+@timeout_option
+@db_option
+@click.pass_context
+def serve(
+    ctx: click.Context,
+    address: str,
+    port: int,
+    url_prefix: str,
+    basic_auth: str | None,
+    refresh: int,
+    timeout: timedelta | None,
+    url: str | None,
+) -> None:
+    """Serve the dashboard, the job and worker pages, a Flower-compatible JSON API and
+    Prometheus metrics, read-only, from the job store."""
+    store = use_store(url)
+    run_server(
+        store,
+        address=address,
+        port=port,
+        url_prefix=url_prefix,
+        basic_auth=basic_auth,
+        refresh=refresh,
+        worker_timeout=worker_timeout(ctx, timeout),
+    )
+
+
+def run_server(
+    store: Store,
+    *,
+    address: str = DEFAULT_ADDRESS,
+    port: int = DEFAULT_PORT,
+    url_prefix: str = "",
+    basic_auth: str | None = None,
+    refresh: int = 10,
+    worker_timeout: float | None = None,
+) -> None:
+    """Run the web app on ``store`` with uvicorn until interrupted."""
+    try:
+        from taskjobs.web import create_app, server
+    except ImportError as exc:
+        raise click.ClickException(
+            f"taskjobs serve needs the web extra ({exc.name} is missing): "
+            "pip install 'taskjobs[web]'"
+        ) from None
+    options: dict[str, Any] = {"basic_auth": basic_auth, "url_prefix": url_prefix,
+                               "refresh": refresh}  # fmt: skip
+    if worker_timeout is not None:
+        options["worker_timeout"] = worker_timeout
+    with clear_errors():
+        app = create_app(store, **options)
+    if not basic_auth and not server.is_loopback(address):
+        click.echo(
+            f"warning: serving on {address} without --basic-auth: anyone who reaches this "
+            "address reads every job",
+            err=True,
+        )
+    prefix = "/" + url_prefix.strip("/") if url_prefix.strip("/") else ""
+    host = f"[{address}]" if ":" in address else address
+    click.echo(f"taskjobs: serving {safe_url(store.url)} on http://{host}:{port}{prefix}/")
+    server.run(app, address=address, port=port)
+
+
 # -- db -------------------------------------------------------------------------------------------
 
 
@@ -394,8 +482,10 @@ def current(url: str | None) -> None:
 
 
 @main.command()
+@click.option("--serve", "then_serve", is_flag=True, help="Then serve the pages on the jobs.")
+@click.option("--port", type=click.IntRange(1, 65535), default=DEFAULT_PORT, show_default=True)
 @db_option
-def demo(url: str | None) -> None:
+def demo(then_serve: bool, port: int, url: str | None) -> None:
     """Run a real Celery worker on a broker that needs no server, send it a mixed batch of
     tasks, show the jobs as they complete, then the report."""
     from taskjobs.celery.demo import run_demo
@@ -405,10 +495,15 @@ def demo(url: str | None) -> None:
         started = run_demo(store, click.echo)
         click.echo("")
         click.echo(render.report_text(queries.report(since=started, store=store)))
+    where = f" --db {safe_url(store.url)}" if url else ""
     click.echo(
         "\nNext: taskjobs list, taskjobs show <id>, taskjobs report"
         + ("" if url else "  (the jobs are in ./taskjobs.sqlite3)")
     )
+    if then_serve:
+        run_server(store, port=port)
+    else:
+        click.echo(f"The dashboard: taskjobs serve{where}  (then open http://127.0.0.1:{port}/)")
 
 
 if __name__ == "__main__":

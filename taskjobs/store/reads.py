@@ -74,6 +74,7 @@ def _filtered(statement: sa.Select[Any], query: JobQuery) -> sa.Select[Any]:
         )
     equal = (
         (jobs.c.status, query.status),
+        (jobs.c.celery_state, query.celery_state),
         (jobs.c.name, query.name),
         (jobs.c.user, query.user),
         (jobs.c.worker, query.worker),

@@ -61,6 +61,7 @@ class JobQuery:
     """
 
     status: str | None = None
+    celery_state: str | None = None
     name: str | None = None
     user: str | None = None
     worker: str | None = None

@@ -4,7 +4,6 @@ on every answer and no stack trace ever sent. The routes live in ``pages``, ``fl
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -27,23 +26,13 @@ from taskjobs.report import DEFAULT_SLOW_AFTER
 from taskjobs.settings import DEFAULT_WORKER_TIMEOUT
 from taskjobs.store import JobReader, store_for
 from taskjobs.web import api, flower, metrics, pages
+from taskjobs.web.context import WebConfig, config_of
 from taskjobs.web.guard import BasicAuth, SecurityHeaders, parse_credentials
 from taskjobs.web.params import BadParameterError
 
 STATIC = Path(__file__).parent / "static"
 
-
-@dataclasses.dataclass(frozen=True)
-class WebConfig:
-    """What every route reads: the store, and how the pages judge workers and slow jobs."""
-
-    store: JobReader
-    # Seconds of silence after which a worker counts as dead.
-    worker_timeout: float = DEFAULT_WORKER_TIMEOUT
-    # A running job older than this is listed as running long.
-    slow_after: timedelta = DEFAULT_SLOW_AFTER
-    # Seconds between a page's refreshes while it is open; 0 turns refreshing off.
-    refresh: int = 10
+__all__ = ["WebConfig", "config_of", "create_app"]
 
 
 def create_app(
@@ -93,12 +82,6 @@ def create_app(
     )
     app.state.web = config
     return app
-
-
-def config_of(request: Request) -> WebConfig:
-    """The configuration of the app serving ``request``."""
-    config: WebConfig = request.app.state.web
-    return config
 
 
 def _prefix(url_prefix: str) -> str:

@@ -24,9 +24,13 @@ OWNERS = {
     "celery": "taskjobs.celery",
     "kombu": "taskjobs.celery",
     "billiard": "taskjobs.celery",
+    "starlette": "taskjobs.web",
+    "jinja2": "taskjobs.web",
+    "uvicorn": "taskjobs.web",
+    "prometheus_client": "taskjobs.web",
 }
 # What the layers below the edges must never import: the edges.
-EDGES = ("taskjobs.celery", "taskjobs.cli", "taskjobs.render")
+EDGES = ("taskjobs.celery", "taskjobs.cli", "taskjobs.render", "taskjobs.web")
 
 
 def module_name(path: Path) -> str:

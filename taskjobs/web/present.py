@@ -1,0 +1,106 @@
+"""How the pages show values: times, durations, ids, JSON text, messages. Pure functions; the
+templates use them as Jinja2 filters and escape what they return."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from taskjobs.model import Job
+
+# A message line as ``taskjobs.model.message_line`` writes it: "[time] text".
+_STAMPED = re.compile(r"^\[(?P<at>[0-9T:\-]+Z)\] (?P<text>.*)$")
+# Characters of an id the lists show.
+SHORT_ID = 12
+
+
+def when(moment: datetime | None) -> str:
+    """A moment as UTC, to the second: ``2026-12-02 09:30:05``."""
+    return "" if moment is None else f"{moment:%Y-%m-%d %H:%M:%S}"
+
+
+def iso(moment: datetime | None) -> str:
+    """A moment as ISO 8601, for a ``<time datetime>``."""
+    return "" if moment is None else moment.isoformat()
+
+
+def ago(moment: datetime | None, now: datetime) -> str:
+    """How long before ``now``: ``45s ago``, ``12m ago``, ``3h ago``, ``2d ago``."""
+    if moment is None:
+        return ""
+    seconds = (now - moment).total_seconds()
+    return f"{duration(abs(seconds))} {'ago' if seconds >= 0 else 'from now'}"
+
+
+def duration(seconds: float | None) -> str:
+    """Seconds as people read them: ``85 ms``, ``4.2 s``, ``12m 5s``, ``3h 20m``, ``2d 4h``."""
+    if seconds is None:
+        return ""
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    whole = int(seconds)
+    for unit, size, smaller, small_size in (("d", 86400, "h", 3600), ("h", 3600, "m", 60)):
+        if whole >= size:
+            rest = whole % size // small_size
+            return f"{whole // size}{unit} {rest}{smaller}" if rest else f"{whole // size}{unit}"
+    return f"{whole // 60}m {whole % 60}s" if whole % 60 else f"{whole // 60}m"
+
+
+def percent(ratio: float | None) -> str:
+    """A ratio as a percentage, or an empty string."""
+    return "" if ratio is None else f"{ratio * 100:.1f}%"
+
+
+def short(job_id: str) -> str:
+    """An id cut to what tells it apart in a list."""
+    return job_id if len(job_id) <= SHORT_ID else job_id[:SHORT_ID] + "…"
+
+
+def pretty(text: str) -> str:
+    """JSON text indented; any other text (a cut request, a repr) as it is."""
+    if not text:
+        return ""
+    try:
+        return json.dumps(json.loads(text), indent=2, ensure_ascii=False, sort_keys=False)
+    except ValueError:
+        return text
+
+
+def traceback_of(job: Job) -> str:
+    """The traceback the job's messages hold, from its last ``Traceback`` line on."""
+    start = job.messages.rfind("Traceback (most recent call last)")
+    if start < 0:
+        return ""
+    block = job.messages[start:]
+    end = re.search(r"\n\[[0-9T:\-]+Z\] ", block)
+    return block[: end.start()] if end else block.rstrip()
+
+
+def message_lines(messages: str) -> list[tuple[str, str]]:
+    """A job's messages as (time, text) entries; lines without a stamp continue the last."""
+    entries: list[tuple[str, str]] = []
+    for line in messages.splitlines():
+        stamped = _STAMPED.match(line)
+        if stamped:
+            entries.append((stamped["at"].replace("T", " ").rstrip("Z"), stamped["text"]))
+        elif entries:
+            at, text = entries[-1]
+            entries[-1] = (at, f"{text}\n{line}")
+        else:
+            entries.append(("", line))
+    return entries
+
+
+FILTERS: dict[str, Callable[..., Any]] = {
+    "when": when,
+    "iso": iso,
+    "ago": ago,
+    "duration": duration,
+    "percent": percent,
+    "short": short,
+}
