@@ -136,6 +136,7 @@ def test_demo_runs_a_real_worker_and_reports(tmp_path: Path) -> None:
     assert time.monotonic() - started < 60
     assert "pending 0  running 0  finished 14  error 3" in result.stdout
     assert "demo.resize_image" in result.stdout and "ValueError" in result.stdout
+    assert "The dashboard: taskjobs serve  (then open http://127.0.0.1:5555/)" in result.stdout
     assert (tmp_path / "taskjobs.sqlite3").exists()
     listed = taskjobs_command("list", "--json", cwd=tmp_path, env={"TASKJOBS_DATABASE_URL": ""})
     jobs = json.loads(listed.stdout)
