@@ -120,7 +120,7 @@ def test_a_failed_publish_leaves_no_pending_job(tmp_path: Path) -> None:
     broken = Celery("broken", broker="redis://127.0.0.1:1/0", set_as_current=False)
     taskjobs.install(broken)
 
-    @broken.task(name="broken.noop")
+    @broken.task(name="broken.noop", shared=False)  # not added to every later app
     def noop() -> None:
         return None
 
@@ -173,7 +173,7 @@ def test_job_task_base_class_is_tracked_without_install() -> None:
 
     plain = Celery("plain", broker="memory://", set_as_current=False)
 
-    @plain.task(base=taskjobs.JobTask, bind=True)
+    @plain.task(base=taskjobs.JobTask, bind=True, shared=False)
     def tracked(self: Any) -> str:
         self.progress("halfway")
         job = self.job
