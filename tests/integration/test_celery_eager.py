@@ -179,7 +179,7 @@ def test_job_task_base_class_is_tracked_without_install() -> None:
         job = self.job
         return f"{job.status} {job.celery_state}"
 
-    @plain.task
+    @plain.task(shared=False)
     def untracked() -> None:
         return None
 
