@@ -3,13 +3,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.sql import operators
+from sqlalchemy.sql.elements import UnaryExpression
 
-from taskjobs.model import ERROR, FINISHED, PENDING, RUNNING, bucket_seconds
+from taskjobs.model import CELERY_LOST, ERROR, FINISHED, PENDING, RUNNING, bucket_seconds
 from taskjobs.store import dialects
 from taskjobs.store.reads import job_from_row
 from taskjobs.store.tables import jobs, workers
@@ -159,3 +161,69 @@ def _ordered_set_percentiles(
         }
         for row in connection.execute(query)
     }
+
+
+def metrics_rows(
+    connection: sa.Connection, *, now: datetime, since: datetime, buckets: Sequence[float]
+) -> dict[str, Any]:
+    """The raw figures of the Prometheus metrics, read in ``connection``'s one transaction.
+
+    ``totals``: (name, status, jobs, retries recorded) over every job. ``errors``: (name,
+    exception, jobs, lost) over the jobs in error, ``exception`` being the exception class (the
+    Celery state when there is none), ``lost`` those whose worker was lost. ``oldest_pending``:
+    (name, since when its longest-waiting pending job waits), from the job's ETA when it has
+    one, jobs whose ETA is still ahead left out. ``histograms``: (name, then for the runtime and
+    then the queue wait: the count at most each of ``buckets``, the count and the sum) over the
+    jobs created since ``since`` that started.
+    """
+    c = jobs.c
+    dialect = connection.dialect.name
+    name = _grouping(c.name, dialect)
+    totals = sa.select(
+        c.name, c.status, sa.func.count(), sa.func.sum(sa.func.coalesce(c.retries, 0))
+    ).group_by(name, c.status)
+    exception = sa.func.coalesce(c.exc_type, c.celery_state, "")
+    errors = (
+        sa.select(
+            c.name,
+            exception,
+            sa.func.count(),
+            sa.func.sum(sa.case((c.celery_state == CELERY_LOST, 1), else_=0)),
+        )
+        .where(c.status == ERROR)
+        .group_by(name, exception)
+    )
+    waiting_since = sa.case((c.eta > c.created_at, c.eta), else_=c.created_at)
+    oldest_pending = (
+        sa.select(c.name, sa.func.min(waiting_since))
+        .where(c.status == PENDING, sa.or_(c.eta.is_(None), c.eta <= now))
+        .group_by(name)
+    )
+    wait = dialects.seconds_between(dialect, waiting_since, c.started_at)
+
+    def histogram(value: Any) -> list[Any]:
+        cumulative = [sa.func.sum(sa.case((value <= bound, 1), else_=0)) for bound in buckets]
+        return [*cumulative, sa.func.count(value), sa.func.sum(value)]
+
+    # A pending job that started before keeps that start (a retry): only a started one counts.
+    histograms = (
+        sa.select(c.name, *histogram(c.runtime), *histogram(wait))
+        .where(
+            c.status.in_((RUNNING, FINISHED, ERROR)),
+            c.created_at >= since,
+            c.started_at.is_not(None),
+        )
+        .group_by(c.name)
+    )
+    queries = {"totals": totals, "errors": errors, "oldest_pending": oldest_pending,
+               "histograms": histograms}  # fmt: skip
+    return {key: [tuple(row) for row in connection.execute(q)] for key, q in queries.items()}
+
+
+def _grouping(column: Any, dialect: str) -> Any:
+    """``column`` to group by. SQLite would read the whole table through the index on that
+    column to save a sort (2.6 s instead of 0.75 s for 1,000,000 jobs, and a full read where
+    the status index finds the few pending ones); a unary ``+`` makes it unindexable there."""
+    if dialect != "sqlite":
+        return column
+    return UnaryExpression(column, operator=operators.custom_op("+"))

@@ -65,6 +65,12 @@ class JobReader(Protocol):
         """The raw figures of the status report (see ``taskjobs.report``)."""
         ...
 
+    def metrics_rows(
+        self, *, now: datetime, since: datetime, buckets: Sequence[float]
+    ) -> dict[str, Any]:
+        """The raw figures of the Prometheus metrics (see ``aggregates.metrics_rows``)."""
+        ...
+
 
 class JobStore(JobReader, Protocol):
     """The reads, and the writes the documented functions and the Celery layer make."""

@@ -253,6 +253,16 @@ class Store:
                 connection, since=since, until=until, slow_before=slow_before, slow_limit=slow_limit
             )
 
+    def metrics_rows(
+        self, *, now: datetime, since: datetime, buckets: Sequence[float]
+    ) -> dict[str, Any]:
+        """The raw figures of the Prometheus metrics, read in one transaction: totals by name and
+        state over every job, errors by name and exception, the oldest pending wait per name,
+        and runtime and queue wait bucket counts per name over the jobs created since ``since``
+        (see ``aggregates.metrics_rows``)."""
+        with self._transaction() as connection:
+            return aggregates.metrics_rows(connection, now=now, since=since, buckets=buckets)
+
     def upgrade(self) -> tuple[str | None, str | None]:
         """Bring the schema to the newest version; returns (revision before, revision now)."""
         with self._errors("upgrade the schema"):
