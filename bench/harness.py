@@ -401,6 +401,14 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def save_results(kind: str, data: dict[str, Any]) -> Path:
+    """Write a run's ``data`` to ``bench/results/<kind>-<UTC time>.json``; say where."""
+    path = RESULTS / f"{kind}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
+    write_json(path, data)
+    print(f"\nwritten to {path.relative_to(BENCH.parent)}")
+    return path
+
+
 def raise_interrupt(signum: int, _frame: Any) -> None:
     """A signal handler that stops a run as Ctrl-C does, so that it cleans up."""
     raise KeyboardInterrupt(f"signal {signum}")

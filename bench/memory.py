@@ -26,7 +26,7 @@ import redis
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.harness import BROKER_URL, RESULTS, NewKeys, start_worker, wait_ready  # noqa: E402
+from bench.harness import BROKER_URL, NewKeys, save_results, start_worker, wait_ready  # noqa: E402
 from tests.services import scratch_database  # noqa: E402
 
 ROUNDS = 10
@@ -102,10 +102,7 @@ def main() -> None:
             f"{samples[-1]['rss_kib'] / 1024:>10.1f}"
             f"{found['growth_after_first_round_kib'] / 1024:>9.1f}M"
         )
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"memory-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
-    out.write_text(json.dumps(results, indent=2))
-    print(f"\nwritten to {out.relative_to(ROOT)}")
+    save_results("memory", results)
 
 
 if __name__ == "__main__":

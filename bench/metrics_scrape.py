@@ -15,7 +15,6 @@ bench/results/metrics-scrape-<time>.json.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import random
 import statistics
@@ -35,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import taskjobs  # noqa: E402
+from bench.harness import save_results  # noqa: E402
 from bench.queries import WORKERS, seed  # noqa: E402
 from taskjobs.model import utcnow  # noqa: E402
 from taskjobs.store import Store  # noqa: E402
@@ -42,7 +42,6 @@ from taskjobs.web import create_app  # noqa: E402
 from taskjobs.web.metrics import BUCKETS  # noqa: E402
 from tests.services import scratch_database  # noqa: E402
 
-RESULTS = Path(__file__).with_name("results")
 # The statements of a scrape, told apart by what their SQL holds (checked in this order).
 STATEMENTS = {
     "histograms": "julianday|extract|timestampdiff",
@@ -174,10 +173,7 @@ def main() -> None:
             print(f"  {label:<30}{figure['median_ms']:>9.1f} / {figure['max_ms']:.1f}")
         for label, figure in figures.items():
             print(f"  plan, {label}: {figure['plan'][:160]}")
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"metrics-scrape-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
-    out.write_text(json.dumps(report, indent=2))
-    print(f"\nwritten to {out.relative_to(ROOT)}")
+    save_results("metrics-scrape", report)
 
 
 if __name__ == "__main__":

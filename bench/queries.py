@@ -14,7 +14,6 @@ Results go to bench/results/queries-<time>.json.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import random
 import statistics
@@ -33,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import taskjobs  # noqa: E402
+from bench.harness import save_results  # noqa: E402
 from taskjobs.api.job import getJob, getJobHistory, getJobs, getPendingJobs  # noqa: E402
 from taskjobs.model import utcnow  # noqa: E402
 from taskjobs.report import build_report  # noqa: E402
@@ -40,7 +40,6 @@ from taskjobs.store import Store  # noqa: E402
 from taskjobs.store.tables import jobs, transitions  # noqa: E402
 from tests.services import scratch_database  # noqa: E402
 
-RESULTS = Path(__file__).with_name("results")
 BATCH = 20_000
 NAMES = [f"proj.tasks.task_{i:02d}" for i in range(50)]
 USERS = [f"user{i:02d}" for i in range(20)]
@@ -207,10 +206,7 @@ def main() -> None:
         print(f"\n{kind} plans:")
         for label, plan in result["plans"].items():
             print(f"  {label}: {plan[:150]}")
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"queries-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
-    out.write_text(json.dumps(report, indent=2))
-    print(f"\nwritten to {out.relative_to(ROOT)}")
+    save_results("queries", report)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ bench/results/web-<time>.json.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import random
 import statistics
@@ -29,12 +28,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import taskjobs  # noqa: E402
+from bench.harness import save_results  # noqa: E402
 from bench.queries import NAMES, USERS, WORKERS, seed  # noqa: E402
 from taskjobs.model import utcnow  # noqa: E402
 from taskjobs.web import create_app  # noqa: E402
 from tests.services import scratch_database  # noqa: E402
-
-RESULTS = Path(__file__).with_name("results")
 
 
 def routes(sample: list[str], next_after: str) -> dict[str, str]:
@@ -112,11 +110,7 @@ def main() -> None:
             timing = report["results"][kind]["timings"][label]
             cells.append(f"{timing['median_ms']:>12.1f} ({timing['status']})")
         print(f"{label:<34}" + "".join(f"{cell:>18}" for cell in cells))
-    RESULTS.mkdir(exist_ok=True)
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    path = RESULTS / f"web-{stamp}.json"
-    path.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nwrote {path.relative_to(ROOT)}")
+    save_results("web", report)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,10 @@ def note_replacement(
     if headers.get("id") == request.id:  # a single task takes over the id: it is all there is
         record_replacement(running, [f"{name} {request.id}"])
         return
-    _, sent = _replacing.__dict__.setdefault(request.id, (utcnow(), []))
+    pending = _replacing.__dict__
+    if request.id not in pending:
+        pending[request.id] = (utcnow(), [])
+    _, sent = pending[request.id]
     sent.append(f"{name} {headers.get('id')}")
     embedded = body[2] if isinstance(body, (tuple, list)) and len(body) > 2 else None
     if isinstance(embedded, Mapping):

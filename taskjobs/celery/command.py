@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from taskjobs import cli, config
+from taskjobs.cli_options import SETTINGS_KEY, clear_errors
 from taskjobs.settings import Settings
 
 
@@ -16,9 +17,9 @@ def jobs(ctx: click.Context) -> None:
     """Tracked jobs (taskjobs): the taskjobs commands on this app's store."""
     app: Any = getattr(ctx.obj, "app", None)
     if app is not None:
-        with cli.clear_errors():
+        with clear_errors():
             settings = Settings.load(app.conf)
-        ctx.meta[cli.SETTINGS_KEY] = settings
+        ctx.meta[SETTINGS_KEY] = settings
         config.configure_default(settings.database_url)
 
 

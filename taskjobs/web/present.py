@@ -9,6 +9,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from taskjobs import render
 from taskjobs.model import Job
 
 # A message line as ``taskjobs.model.message_line`` writes it: "[time] text".
@@ -36,19 +37,8 @@ def ago(moment: datetime | None, now: datetime) -> str:
 
 
 def duration(seconds: float | None) -> str:
-    """Seconds as people read them: ``85 ms``, ``4.2 s``, ``12m 5s``, ``3h 20m``, ``2d 4h``."""
-    if seconds is None:
-        return ""
-    if seconds < 1:
-        return f"{seconds * 1000:.0f} ms"
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    whole = int(seconds)
-    for unit, size, smaller, small_size in (("d", 86400, "h", 3600), ("h", 3600, "m", 60)):
-        if whole >= size:
-            rest = whole % size // small_size
-            return f"{whole // size}{unit} {rest}{smaller}" if rest else f"{whole // size}{unit}"
-    return f"{whole // 60}m {whole % 60}s" if whole % 60 else f"{whole // 60}m"
+    """Seconds as the CLI shows them (``85ms``, ``4.2s``, ``3m05s``), or nothing."""
+    return "" if seconds is None else render.duration(seconds)
 
 
 def percent(ratio: float | None) -> str:

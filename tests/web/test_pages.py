@@ -22,13 +22,17 @@ def job_ids(html: str) -> list[str]:
     return re.findall(r'<a class="id" href="[^"]*/jobs/[^"]+" title="([^"]+)"', html)
 
 
+def state_cards(html: str) -> dict[str, str]:
+    """The dashboard's count of jobs per state."""
+    return dict(
+        re.findall(r'<span class="label">(\w+)</span><span class="value">(\d+)</span>', html)
+    )
+
+
 def test_the_dashboard_shows_the_report_of_the_window(client: TestClient) -> None:
     page = client.get("/")
     assert page.status_code == 200
-    cards = dict(
-        re.findall(r'<span class="label">(\w+)</span><span class="value">(\d+)</span>', page.text)
-    )
-    assert cards == {"pending": "2", "running": "1", "finished": "4", "error": "2"}
+    assert state_cards(page.text) == {"pending": "2", "running": "1", "finished": "4", "error": "2"}
     assert "shop.ship" in page.text and "LookupError" in page.text
     assert "33.3%" in page.text, "the failure rate of 2 errors among 6 ended jobs"
     bars = re.findall(r'<rect class="bar-(finished|failed)"', page.text)
@@ -37,9 +41,12 @@ def test_the_dashboard_shows_the_report_of_the_window(client: TestClient) -> Non
 
 
 def test_the_dashboards_window_leaves_older_jobs_out(client: TestClient) -> None:
-    page = client.get("/?window=1h")
-    assert 'aria-current="true">1h<' in page.text
+    page = client.get("/?window=4m")
     assert page.status_code == 200
+    # Only the job sent 3 minutes ago is in the last 4 minutes; the hostile one (5 min) is not.
+    assert state_cards(page.text) == {"pending": "1", "running": "0", "finished": "0", "error": "0"}
+    assert "shop.ship" not in page.text
+    assert 'aria-current="true">1h<' in client.get("/?window=1h").text
 
 
 def test_the_job_list_is_newest_first_and_filters_by_each_field(
