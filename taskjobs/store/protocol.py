@@ -3,7 +3,7 @@ a test, or a reader that needs only reads, can give anything with these methods.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, Protocol
@@ -45,6 +45,14 @@ class JobReader(Protocol):
 
     def ids_starting_with(self, prefix: str, limit: int) -> list[str]:
         """Up to ``limit`` job ids that start with ``prefix``, in id order."""
+        ...
+
+    def task_names(self, limit: int) -> list[str]:
+        """The first ``limit`` distinct task names, in order."""
+        ...
+
+    def child_ids(self, parent_ids: Collection[str]) -> dict[str, list[str]]:
+        """The ids of the jobs each of ``parent_ids`` published, oldest first."""
         ...
 
     def history(self, job_id: str) -> list[Transition]:

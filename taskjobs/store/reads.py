@@ -3,6 +3,7 @@ becomes a ``Job`` or a ``Transition``."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 import sqlalchemy as sa
@@ -87,6 +88,8 @@ def _filtered(statement: sa.Select[Any], query: JobQuery) -> sa.Select[Any]:
             statement = statement.where(sa.or_(column.is_(None), column == ""))
         elif value is not None:
             statement = statement.where(column == value)
+    if query.celery_states is not None:
+        statement = statement.where(jobs.c.celery_state.in_(query.celery_states))
     if query.id_prefix:
         statement = statement.where(jobs.c.id.startswith(query.id_prefix, autoescape=True))
     bounds = (
@@ -115,6 +118,32 @@ def ids_starting_with(connection: sa.Connection, prefix: str, limit: int) -> lis
         .limit(limit)
     )
     return list(connection.scalars(query))
+
+
+def task_names(connection: sa.Connection, limit: int) -> list[str]:
+    """The first ``limit`` distinct task names, in order: a skip scan of the name index (one
+    index probe per name, however many jobs each has), as a recursive query."""
+    name = jobs.c.name
+    first = sa.select(sa.func.min(name).label("name")).cte("names", recursive=True)
+    following = sa.select(sa.func.min(name)).where(name > first.c.name).scalar_subquery()
+    names = first.union_all(sa.select(following).where(first.c.name.is_not(None)))
+    query = sa.select(names.c.name).where(names.c.name.is_not(None)).limit(limit)
+    return list(connection.scalars(query))
+
+
+def child_ids(connection: sa.Connection, parent_ids: Collection[str]) -> dict[str, list[str]]:
+    """The ids of the jobs each of ``parent_ids`` published, oldest first."""
+    if not parent_ids:
+        return {}
+    query = (
+        sa.select(jobs.c.parent_id, jobs.c.id)
+        .where(jobs.c.parent_id.in_(sorted(parent_ids)))
+        .order_by(jobs.c.created_at, jobs.c.id)
+    )
+    children: dict[str, list[str]] = {}
+    for parent_id, job_id in connection.execute(query):
+        children.setdefault(parent_id, []).append(job_id)
+    return children
 
 
 def history(connection: sa.Connection, job_id: str) -> list[Transition]:

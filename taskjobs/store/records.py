@@ -44,6 +44,7 @@ SORTABLE = (
     "runtime",
     "name",
     "status",
+    "celery_state",
     "worker",
     "retries",
 )
@@ -62,6 +63,8 @@ class JobQuery:
 
     status: str | None = None
     celery_state: str | None = None
+    # Any of these Celery states (with ``celery_state``, both must hold).
+    celery_states: tuple[str, ...] | None = None
     name: str | None = None
     user: str | None = None
     worker: str | None = None

@@ -7,7 +7,7 @@ from __future__ import annotations
 import itertools
 import threading
 import weakref
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -223,6 +223,16 @@ class Store:
         """Up to ``limit`` job ids that start with ``prefix`` (to resolve a shortened id)."""
         with self._transaction() as connection:
             return reads.ids_starting_with(connection, prefix, limit)
+
+    def task_names(self, limit: int) -> list[str]:
+        """The first ``limit`` distinct task names, in order."""
+        with self._transaction() as connection:
+            return reads.task_names(connection, limit)
+
+    def child_ids(self, parent_ids: Collection[str]) -> dict[str, list[str]]:
+        """The ids of the jobs each of ``parent_ids`` published, oldest first."""
+        with self._transaction() as connection:
+            return reads.child_ids(connection, parent_ids)
 
     def history(self, job_id: str) -> list[Transition]:
         """Every transition of one job, oldest first."""
