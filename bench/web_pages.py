@@ -48,9 +48,19 @@ def routes(sample: list[str], next_after: str) -> dict[str, str]:
         "job page (history, workflow)": f"/jobs/{one}",
         "workers": "/workers",
         "api/tasks?limit=100 (Flower)": "/api/tasks?limit=100",
+        "api/tasks, state + taskname (Flower)": (
+            f"/api/tasks?limit=100&state=FAILURE&taskname={NAMES[3]}"
+        ),
         "api/task/info/ID (Flower)": f"/api/task/info/{one}",
+        "api/task/result/ID (Flower)": f"/api/task/result/{one}",
+        "api/task/types (Flower)": "/api/task/types",
+        "api/workers (Flower)": "/api/workers",
         "api/v1/jobs": "/api/v1/jobs",
-        "api/v1/report": "/api/v1/report",
+        "api/v1/jobs/ID": f"/api/v1/jobs/{one}",
+        "api/v1/jobs/ID/workflow": f"/api/v1/jobs/{one}/workflow",
+        "api/v1/report, 24 h": "/api/v1/report",
+        "api/v1/workers": "/api/v1/workers",
+        "api/v1/openapi.json": "/api/v1/openapi.json",
         "metrics": "/metrics",
         "healthz": "/healthz",
     }

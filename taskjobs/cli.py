@@ -5,7 +5,6 @@ The same commands run as ``celery -A proj jobs ...`` (see ``taskjobs.celery.comm
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from datetime import datetime, timedelta
@@ -92,8 +91,7 @@ def show(job_id: str, as_json: bool, url: str | None) -> None:
     with clear_errors():
         shown = queries.job_with_history(job_id, store)
     if as_json:
-        history = [dataclasses.asdict(step) for step in shown.history]
-        click.echo(json.dumps(jsonable({"job": shown.job.as_dict(), "history": history}), indent=2))
+        click.echo(json.dumps(shown.as_dict(), indent=2))
         return
     click.echo(render.job_text(shown))
 
@@ -195,12 +193,7 @@ def workers(ctx: click.Context, timeout: timedelta | None, as_json: bool, url: s
     with clear_errors():
         found = queries.list_workers(timeout=silence, store=store)
     if as_json:
-        rows = [
-            {**dataclasses.asdict(status.worker), "state": status.state,
-             "silent_for": status.silent_for, "running": status.running}
-            for status in found
-        ]  # fmt: skip
-        click.echo(json.dumps(jsonable(rows), indent=2))
+        click.echo(json.dumps([status.as_dict() for status in found], indent=2))
         return
     click.echo(render.workers_table(found))
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import datetime, timedelta
+from typing import Any
 
 from taskjobs.config import current_store
 from taskjobs.errors import AmbiguousJobIdError, InvalidInputError, JobNotFoundError
@@ -21,6 +22,7 @@ from taskjobs.model import (
     Job,
     check_job_id,
     check_state,
+    jsonable,
     utcnow,
 )
 from taskjobs.report import DEFAULT_SLOW_AFTER, Report, build_report
@@ -49,6 +51,12 @@ class JobWithHistory:
     job: Job
     history: tuple[Transition, ...]
 
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready: ``{"job": {...}, "history": [...]}``, times as ISO 8601."""
+        history = [dataclasses.asdict(step) for step in self.history]
+        data: dict[str, Any] = jsonable({"job": self.job.as_dict(), "history": history})
+        return data
+
 
 @dataclasses.dataclass(frozen=True)
 class Page:
@@ -57,6 +65,13 @@ class Page:
     jobs: tuple[Job, ...]
     # The ``after`` of the next page; None when no job comes after this page.
     next_after: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready: ``{"jobs": [...], "next_after": ...}``, times as ISO 8601."""
+        data: dict[str, Any] = jsonable(
+            {"jobs": [job.as_dict() for job in self.jobs], "next_after": self.next_after}
+        )
+        return data
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,6 +92,19 @@ class Workflow:
     # The workflow's state as a whole (see ``rolled_up``).
     state: str
 
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready: the jobs as dicts (``null`` where not stored), times as ISO 8601."""
+
+        def job(found: Job | None) -> dict[str, Any] | None:
+            return None if found is None else found.as_dict()
+
+        data: dict[str, Any] = jsonable({
+            "job": self.job.as_dict(), "parent": job(self.parent), "root": job(self.root),
+            "children": [j.as_dict() for j in self.children],
+            "group": [j.as_dict() for j in self.group], "counts": self.counts, "state": self.state,
+        })  # fmt: skip
+        return data
+
 
 @dataclasses.dataclass(frozen=True)
 class WorkerStatus:
@@ -87,6 +115,12 @@ class WorkerStatus:
     # Seconds from its last heartbeat to the time asked about.
     silent_for: float
     running: int
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready: the worker's fields, its state, silence and running jobs."""
+        fields = {"state": self.state, "silent_for": self.silent_for, "running": self.running}
+        data: dict[str, Any] = jsonable({**dataclasses.asdict(self.worker), **fields})
+        return data
 
 
 def find_job(job_id: str | int, store: JobReader | None = None) -> Job:

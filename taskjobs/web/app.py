@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -77,6 +78,7 @@ def create_app(
             AmbiguousJobIdError: _bad_request,
             JobNotFoundError: _not_found,
             StoreError: _store_down,
+            HTTPException: _http_error,
             Exception: _server_error,
         },
     )
@@ -111,6 +113,14 @@ async def _not_found(request: Request, exc: Exception) -> Response:
 
 async def _store_down(request: Request, exc: Exception) -> Response:
     return _answer(request, 503, f"the job store does not answer: {exc}")
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    # No route for the path (404) or the method (405): said as the rest of the errors are.
+    assert isinstance(exc, HTTPException)
+    answer = _answer(request, exc.status_code, exc.detail)
+    answer.headers.update(exc.headers or {})
+    return answer
 
 
 async def _server_error(request: Request, exc: Exception) -> Response:

@@ -70,13 +70,7 @@ def job_list(request: Request) -> Response:
     params = Params(request.query_params, known=LIST_PARAMS)
     window = params.text("window")
     since = utcnow() - params.window(default=timedelta()) if window else None
-    query = JobQuery(
-        status=params.state(),
-        celery_state=params.text("celery_state"),
-        name=params.text("name"),
-        user=params.text("user"),
-        worker=params.text("worker"),
-        id_prefix=params.text("id"),
+    query = params.job_query(
         since=since,
         after=params.text("after"),
         limit=PAGE_SIZE,

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 from taskjobs.model import STATES
+from taskjobs.store import JobQuery
 
 
 class BadParameterError(ValueError):
@@ -60,6 +62,19 @@ class Params:
     def state(self, name: str = "state") -> str | None:
         """One of the job states."""
         return self.choice(name, STATES)
+
+    def job_query(self, **fields: Any) -> JobQuery:
+        """A ``JobQuery`` with the filters the job list and ``/api/v1/jobs`` share (``state``,
+        ``celery_state``, ``name``, ``user``, ``worker``, ``id`` as a prefix) and ``fields``."""
+        return JobQuery(
+            status=self.state(),
+            celery_state=self.text("celery_state"),
+            name=self.text("name"),
+            user=self.text("user"),
+            worker=self.text("worker"),
+            id_prefix=self.text("id"),
+            **fields,
+        )
 
     def time(self, name: str) -> datetime | None:
         """A moment: ISO 8601 (UTC unless it says otherwise) or Unix seconds."""

@@ -13,6 +13,13 @@ from taskjobs.lifecycle import Lineage
 from taskjobs.model import CELERY_FAILURE, utcnow
 from taskjobs.store import Store
 
+# The routes, with the seeded jobs' ids where they take one.
+PAGES = ["/", "/jobs", "/jobs/wf-root-0001", "/workers"]
+API_ROUTES = ["/api/tasks", "/api/task/info/wf-root-0001", "/api/task/result/wf-root-0001",
+              "/api/task/types", "/api/workers", "/api/v1/jobs", "/api/v1/jobs/wf-root-0001",
+              "/api/v1/jobs/wf-root-0001/workflow", "/api/v1/report", "/api/v1/workers",
+              "/api/v1/openapi.json"]  # fmt: skip
+
 # Text that runs a script wherever a page forgets to escape it.
 HOSTILE = '<script>window.hostile=1</script><img src=x onerror="window.hostile=2">"\'&'
 
@@ -31,6 +38,17 @@ class Seeded:
     running: str
     retrying: str
     hostile: str
+
+    def by_role(self) -> dict[str, str]:
+        """The ids the filter tests name: the single jobs, and ``member0`` to ``member2``."""
+        roles = {
+            "hostile": self.hostile,
+            "failed_member": self.failed_member,
+            "retrying": self.retrying,
+            "running": self.running,
+            "pending": self.pending,
+        }
+        return {**roles, **{f"member{i}": member for i, member in enumerate(self.members)}}
 
     def all_ids(self) -> list[str]:
         ids = [self.root, self.child, *self.members, self.pending, self.running]

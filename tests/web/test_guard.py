@@ -10,7 +10,7 @@ from starlette.testclient import TestClient
 from taskjobs.errors import ConfigurationError, InvalidInputError
 from taskjobs.store import Store
 from taskjobs.web import create_app
-from tests.web.seed import Seeded
+from tests.web.seed import API_ROUTES, PAGES, Seeded
 
 
 def login(user: str, password: str) -> dict[str, str]:
@@ -24,7 +24,7 @@ def guarded(store: Store, seeded: Seeded) -> TestClient:
 
 
 @pytest.mark.parametrize(
-    "path", ["/", "/jobs", "/jobs/wf-root-0001", "/workers", "/static/taskjobs.css"]
+    "path", [*PAGES, *API_ROUTES, "/static/taskjobs.css", "/metrics", "/no/such/route"]
 )
 def test_with_auth_every_route_asks_for_a_login(guarded: TestClient, path: str) -> None:
     answer = guarded.get(path)

@@ -12,9 +12,7 @@ from starlette.testclient import TestClient
 
 from taskjobs.store import Store
 from taskjobs.web import create_app
-from tests.web.seed import HOSTILE, Seeded
-
-PAGES = ["/", "/jobs", "/jobs/wf-root-0001", "/workers"]
+from tests.web.seed import API_ROUTES, HOSTILE, PAGES, Seeded
 
 
 def job_ids(html: str) -> list[str]:
@@ -170,10 +168,26 @@ def test_an_ambiguous_id_prefix_is_a_400_naming_the_candidates(client: TestClien
     assert page.status_code == 400 and "ambiguous" in page.text
 
 
-@pytest.mark.parametrize("path", PAGES)
+@pytest.mark.parametrize("path", [*PAGES, *API_ROUTES, "/metrics", "/healthz"])
 @pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE"])
-def test_no_page_takes_a_change(client: TestClient, path: str, method: str) -> None:
-    assert client.request(method, path).status_code == 405
+def test_no_route_takes_a_change(client: TestClient, path: str, method: str) -> None:
+    answer = client.request(method, path)
+    assert answer.status_code == 405
+    assert "GET" in answer.headers["allow"]
+
+
+@pytest.mark.parametrize("path", API_ROUTES)
+def test_an_api_error_is_json_even_without_a_route(client: TestClient, path: str) -> None:
+    answer = client.post(path)
+    assert answer.headers["content-type"] == "application/json"
+    assert answer.json() == {"error": "Method Not Allowed"}
+    missing = client.get("/api/v1/nothing-here")
+    assert missing.status_code == 404 and missing.json() == {"error": "Not Found"}
+
+
+def test_an_unknown_page_is_the_404_page(client: TestClient) -> None:
+    page = client.get("/no/such/page")
+    assert page.status_code == 404 and "<html" in page.text
 
 
 @pytest.mark.parametrize("path", [*PAGES, "/jobs/job-hostile-0010", "/jobs?user=" + "x"])
