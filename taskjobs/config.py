@@ -7,6 +7,8 @@ installed with one; ``TASKJOBS_DATABASE_URL``; ``sqlite:///taskjobs.sqlite3``.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from taskjobs.store import Store, store_for
 
@@ -35,6 +37,19 @@ def configure(url: str | None = None) -> Store:
     _explicit = url is not None
     _from_app = False
     return _current
+
+
+@contextmanager
+def using(store: Store) -> Iterator[Store]:
+    """Inside the block, ``store`` is the store of every job function and tracked app, as
+    after ``configure(url)``; after it, whatever was configured before is back."""
+    global _current, _explicit, _from_app
+    saved = (_current, _explicit, _from_app)
+    _current, _explicit, _from_app = store, True, False
+    try:
+        yield store
+    finally:
+        _current, _explicit, _from_app = saved
 
 
 def configure_default(url: str | None) -> Store:

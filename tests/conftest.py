@@ -14,9 +14,6 @@ from taskjobs.store import Store
 from taskjobs.store.tables import jobs, transitions, workers
 from tests.services import IN_CI, scratch_database
 
-# Celery's own fixtures; pytest-celery's Docker-based ones are kept out by -p no:celery.
-pytest_plugins = ("celery.contrib.pytest",)
-
 ALL_DATABASES = ("sqlite", "postgresql", "mariadb")
 
 

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import os
 import socket
-import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from urllib.parse import urlsplit
 
 import pytest
-import sqlalchemy as sa
+
+from taskjobs.store.scratch import scratch_database as store_scratch_database
 
 POSTGRES_URL = os.environ.get(
     "TASKJOBS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -67,29 +67,10 @@ def scratch_database(
     ``server``: the admin database URL it is created from (default: the test services'); the
     URL yielded names no driver (``postgresql://``, ``mysql://``), as a taskjobs user writes it.
     """
-    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-    if kind == "sqlite":
-        path = f"{tmp_dir}/{name}.sqlite3"
-        try:
-            yield f"sqlite:///{path}"
-        finally:
-            for suffix in ("", "-wal", "-shm", "-journal"):
-                with suppress(FileNotFoundError):
-                    os.remove(path + suffix)
-        return
-    server = server or _server_url(kind)
-    require(server, kind)
-    admin = sa.create_engine(engine_url(server), isolation_level="AUTOCOMMIT")
-    quoted = f'"{name}"' if kind == "postgresql" else f"`{name}`"
-    try:
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f"CREATE DATABASE {quoted}")
-        url = sa.make_url(server).set(database=name)
-        yield url.set(drivername=url.get_backend_name()).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            if kind == "postgresql":
-                connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)")
-            else:
-                connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {quoted}")
-        admin.dispose()
+    if kind != "sqlite":
+        server = server or _server_url(kind)
+        require(server, kind)
+    with store_scratch_database(
+        server if kind != "sqlite" else None, tmp_dir, prefix=prefix
+    ) as url:
+        yield url

@@ -21,7 +21,10 @@ from tests.waiting import job_in
 
 @pytest.fixture(scope="module")
 def worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """One embedded worker for the module, writing to a SQLite file."""
+    """One embedded worker for the module, writing to a SQLite file. Started by hand, not by
+    pytest-celery's ``celery_session_worker``: that fixture runs ``celery_session_app``, a
+    fresh test app, while these tests are about the project's own app (``tests.celeryapp``)
+    as it is installed, with its tasks and settings; ``taskjobs_store``'s own tests use it."""
     path: Path = tmp_path_factory.mktemp("embedded") / "jobs.sqlite3"
     taskjobs.configure(f"sqlite:///{path}")
     with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10) as w:

@@ -120,6 +120,7 @@ def test_a_publisher_that_dies_before_writing_loses_nothing_a_worker_receives(
     result = task.apply_async((21,), headers={"taskjobs_user": "bob"})
     tracker.publisher().after_fork()  # what a killed publisher loses: its queue
     assert findJob(result.id) == (None, None)
+    # Started by hand: the worker must start after the publish, on this test's own app.
     with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
         job = job_in(result.id, "finished")
     assert (job["name"], job["user"], job["queue"], job["result"]) == (

@@ -28,6 +28,7 @@ OWNERS = {
     "jinja2": "taskjobs.web",
     "uvicorn": "taskjobs.web",
     "prometheus_client": "taskjobs.web",
+    "pytest": "taskjobs.testing",
 }
 # What the layers below the edges must never import: the edges.
 EDGES = (
@@ -35,6 +36,7 @@ EDGES = (
     "taskjobs.cli",
     "taskjobs.cli_options",
     "taskjobs.render",
+    "taskjobs.testing",
     "taskjobs.web",
 )
 
