@@ -98,10 +98,13 @@ jobs = sa.Table(
     sa.Index("ix_taskjobs_jobs_name_page", "name", "created_at", "id"),
     sa.Index("ix_taskjobs_jobs_user_page", "user", "created_at", "id"),
     sa.Index("ix_taskjobs_jobs_page", "created_at", "id"),
-    sa.Index("ix_taskjobs_jobs_worker_status", "worker", "status"),
-    sa.Index("ix_taskjobs_jobs_parent_id", "parent_id"),
-    sa.Index("ix_taskjobs_jobs_root_id", "root_id"),
-    sa.Index("ix_taskjobs_jobs_group_id", "group_id"),
+    # A worker's jobs in a state (its running ones), a workflow's children, members and jobs,
+    # and the jobs in one Celery state, in the same order.
+    sa.Index("ix_taskjobs_jobs_worker_page", "worker", "status", "created_at", "id"),
+    sa.Index("ix_taskjobs_jobs_parent_page", "parent_id", "created_at", "id"),
+    sa.Index("ix_taskjobs_jobs_root_page", "root_id", "created_at", "id"),
+    sa.Index("ix_taskjobs_jobs_group_page", "group_id", "created_at", "id"),
+    sa.Index("ix_taskjobs_jobs_celery_state_page", "celery_state", "created_at", "id"),
     mysql_charset="utf8mb4",
     mysql_engine="InnoDB",
 )

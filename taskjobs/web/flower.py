@@ -84,6 +84,9 @@ DEFAULT_LIMIT = 1000
 MAX_LIMIT = 10_000
 # Distinct task names ``/api/task/types`` lists.
 MAX_TASK_TYPES = 10_000
+# Running tasks ``/api/workers`` lists per worker (Flower's ``active``: a worker runs as many
+# as its concurrency).
+MAX_ACTIVE = 200
 # Longest wait ``/api/task/result/<id>?timeout=`` holds a request, in seconds.
 MAX_RESULT_WAIT = 60.0
 RESULT_POLL = 0.25
@@ -369,7 +372,7 @@ def list_workers(request: Request) -> JSONResponse:
         return JSONResponse({s.worker.name: s.state == queries.ALIVE for s in statuses})
     running = {
         s.worker.name: config.store.find(
-            JobQuery(worker=s.worker.name, status=RUNNING, limit=MAX_LIMIT)
+            JobQuery(worker=s.worker.name, status=RUNNING, limit=MAX_ACTIVE)
         )
         for s in statuses
     }
