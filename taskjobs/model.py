@@ -39,6 +39,9 @@ CELERY_REPLACED = "REPLACED"
 CELERY_PURGED = "PURGED"
 # The broker no longer holds the message of a job no worker took (``taskjobs reconcile``).
 CELERY_VANISHED = "VANISHED"
+# A revoke was sent for a job no worker has started: the worker that gets its message
+# discards it (the job then ends in error, REVOKED).
+CELERY_REVOKING = "REVOKING"
 # The publish raised: no broker holds the message.
 CELERY_PUBLISH_FAILED = "PUBLISH_FAILED"
 

@@ -11,12 +11,11 @@ from typing import Any
 
 from celery import Celery, current_task
 
-from taskjobs.celery import receivers, registry
+from taskjobs.celery import control, receivers, registry
 from taskjobs.celery.publish import watching_publish
-from taskjobs.celery.reconcile import record_purge
 from taskjobs.celery.task import JobTask, job_of, record_progress
 from taskjobs.celery.tracker import Tracker
-from taskjobs.model import Job, utcnow
+from taskjobs.model import Job
 
 __all__ = ["JobTask", "Tracker", "current_job", "install", "progress"]
 
@@ -30,7 +29,8 @@ def install(app: Celery) -> Tracker:
     """
     tracker = registry.install(app)
     _watch_publishes(app)
-    _watch_purges(app)
+    control.watch_purges(app)
+    control.watch_revokes(app)
     return tracker
 
 
@@ -47,27 +47,6 @@ def _watch_publishes(app: Celery) -> None:
 
     watched_send_task.taskjobs_watched = True  # type: ignore[attr-defined]
     app.send_task = watched_send_task
-
-
-def _watch_purges(app: Celery) -> None:
-    """After ``app.control.purge()``, end the jobs whose messages it deleted, once."""
-    control = app.control
-    purge = control.purge
-    if getattr(purge, "taskjobs_watched", False):
-        return
-
-    @functools.wraps(purge)
-    def watched_purge(*args: Any, **kwargs: Any) -> Any:
-        started = utcnow()
-        count = purge(*args, **kwargs)
-        tracker = registry.installed(app)
-        if tracker is not None:
-            # What Control.purge() empties: the queues this app consumes from.
-            record_purge(tracker, sorted(app.amqp.queues.consume_from), count, started)
-        return count
-
-    watched_purge.taskjobs_watched = True  # type: ignore[attr-defined]
-    control.purge = watched_purge
 
 
 def current_job() -> Job | None:

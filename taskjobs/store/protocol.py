@@ -120,6 +120,12 @@ class JobStore(JobReader, Protocol):
         """Mark lost the running jobs of silent (or named) workers; {worker: jobs marked}."""
         ...
 
+    def note_revoked(
+        self, ids: Sequence[str], *, celery_state: str, note: str, at: datetime
+    ) -> int:
+        """A revoke was sent for ``ids``: note it on those pending or running."""
+        ...
+
     def queued_jobs(
         self, *, created_before: datetime, queues: Iterable[str] | None = None
     ) -> dict[str, list[str]]:

@@ -168,6 +168,19 @@ class Store:
                 at=at,
             )
 
+    def note_revoked(
+        self, ids: Sequence[str], *, celery_state: str, note: str, at: datetime
+    ) -> int:
+        """A revoke was sent for ``ids``: ``note`` goes in the messages of those pending or
+        running, and the pending ones take ``celery_state``. Returns how many took the note."""
+        if not ids:
+            return 0
+        self.settle()
+        with self._transaction(write=True) as connection:
+            return workers.note_revoked(
+                connection, ids, celery_state=celery_state, note=note, at=at
+            )
+
     def queued_jobs(
         self, *, created_before: datetime, queues: Iterable[str] | None = None
     ) -> dict[str, list[str]]:

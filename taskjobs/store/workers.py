@@ -157,6 +157,28 @@ def presume_queued_ended(
     )
 
 
+def note_revoked(
+    connection: sa.Connection, ids: Sequence[str], *, celery_state: str, note: str, at: datetime
+) -> int:
+    """A revoke was sent for ``ids``: the note goes in the messages of those still pending or
+    running, and the pending ones take ``celery_state`` (the workers discard their messages
+    when they get them, which ends them). Their order keys stay as they are, so the events
+    that follow apply as before. Returns how many jobs took the note."""
+    line = message_line(note, at)
+    waiting = sa.and_(jobs.c.id.in_(list(ids)), jobs.c.status.in_([PENDING, RUNNING]))
+    pending = jobs.c.status == PENDING
+    result = connection.execute(
+        sa.update(jobs)
+        .where(waiting)
+        .values(
+            messages=sa.func.coalesce(jobs.c.messages, "") + line,
+            celery_state=sa.case((pending, celery_state), else_=jobs.c.celery_state),
+            updated_at=sa.case((pending, at), else_=jobs.c.updated_at),
+        )
+    )
+    return int(result.rowcount)
+
+
 def _presume_ended(
     connection: sa.Connection,
     scope: Any,

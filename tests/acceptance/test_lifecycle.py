@@ -144,6 +144,7 @@ def test_revoking_a_running_task_with_terminate(stack: Stack, tmp_path: Path) ->
     result.revoke(terminate=True, signal="SIGTERM")
     job = job_in(result.id, "error")
     assert job["celery_state"] == "REVOKED" and "terminated" in job["messages"]
+    assert "revoke and terminate sent" in job["messages"], "noted when it was sent"
     agrees_with_celery(stack, job)
 
 

@@ -24,6 +24,7 @@ from taskjobs.api.job import (
     getRunningJobs,
 )
 from taskjobs.config import current_store
+from taskjobs.store import JobQuery
 from tests.acceptance.conftest import Stack, Worker, build_stack
 from tests.services import IN_CI
 from tests.waiting import job_in, wait_for
@@ -328,3 +329,35 @@ def test_a_broker_restart_while_workers_run(tmp_path: Path) -> None:
     finally:
         conftest.BROKERS["redis"] = original
         redis.kill()
+
+
+@pytest.mark.parametrize(
+    "fresh_stack", [("redis", "postgresql"), ("rabbitmq", "mariadb")], indirect=True
+)
+def test_a_revoke_shows_at_once_and_ends_the_job_when_the_worker_discards_it(
+    fresh_stack: Stack,
+) -> None:
+    """Revoked before it starts: the job says so at once (REVOKING, and a message a listing
+    can filter), and ends error / REVOKED when the worker holding its message discards it. A
+    revoke no worker was online for is a note only: a worker started later runs the task
+    (Celery's revokes live in the memory of the workers online), and the job follows it."""
+    stack = fresh_stack
+    unheard = send(stack, "add", 1, 1)
+    job_in(unheard.id, "pending")
+    unheard.revoke()
+    assert getJob(unheard.id)["celery_state"] == "REVOKING"
+    stack.start_worker()
+    ran = job_in(unheard.id, "finished", timeout=30)
+    assert ran["celery_state"] == "SUCCESS" and "revoke sent" in ran["messages"]
+
+    held = send(stack, "add", 2, 3, countdown=8)
+    wait_for(lambda: (getJob(held.id) or {}).get("received_at"), what="the worker to hold it")
+    held.revoke()
+    job = getJob(held.id)
+    assert (job["status"], job["celery_state"]) == ("pending", "REVOKING")
+    assert "revoke sent to the workers online" in job["messages"]
+    listed = current_store().find(JobQuery(celery_state="REVOKING"))
+    assert [found.id for found in listed] == [held.id], "a listing can filter it"
+    ended = job_in(held.id, "error", timeout=30)
+    assert ended["celery_state"] == "REVOKED"
+    assert stack.publisher.AsyncResult(held.id).state == "REVOKED"

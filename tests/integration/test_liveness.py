@@ -382,3 +382,23 @@ def test_bookkeeping_that_fails_is_logged_and_never_raised(
         "taskjobs: deleting expired jobs failed",
     ]
     assert all(r.exc_info is not None for r in failures)
+
+
+def test_a_revoke_is_noted_on_the_jobs_not_yet_ended(store: Store) -> None:
+    """The pending jobs take REVOKING and the note, a running one the note only, an ended
+    one nothing; the order keys stay, so the worker's next events apply as before."""
+    now = utcnow()
+    transition("queued", "pending", {"celery_state": "PENDING"}, seq=order_key(0, STAGE_PUBLISHED))
+    transition("busy", "running", {"celery_state": "STARTED"}, seq=order_key(0, STAGE_RUNNING))
+    transition("done", "finished", {"celery_state": "SUCCESS"}, seq=order_key(0, STAGE_ENDED))
+    ids = ["queued", "busy", "done", "never-stored"]
+    assert store.note_revoked(ids, celery_state="REVOKING", note="revoke sent", at=now) == 2
+    queued, busy, done = (store.get(job_id) for job_id in ("queued", "busy", "done"))
+    assert queued is not None and busy is not None and done is not None
+    assert (queued.status, queued.celery_state) == ("pending", "REVOKING")
+    assert queued.messages.endswith("] revoke sent\n") and queued.updated_at == now
+    assert (busy.status, busy.celery_state) == ("running", "STARTED")
+    assert busy.messages.endswith("] revoke sent\n")
+    assert done.messages == "" and done.celery_state == "SUCCESS"
+    transition("queued", "running", {"celery_state": "STARTED"}, seq=order_key(0, STAGE_RUNNING))
+    assert getJob("queued", "running") is not None, "a worker that never heard of it runs it"

@@ -11,7 +11,7 @@ from tests.services import POSTGRES_URL, require
 
 pytest_plugins = ("pytester",)
 
-TASKS = '''
+TASKS = """
 import taskjobs
 from celery import shared_task
 
@@ -31,9 +31,9 @@ def pack(self, parcels):
 @shared_task(name="shop.ship")
 def ship(parcel):
     raise LookupError(f"parcel {parcel} is lost")
-'''
+"""
 
-CONFTEST = '''
+CONFTEST = """
 import pytest
 
 
@@ -45,9 +45,9 @@ def celery_config():
 @pytest.fixture(scope="session")
 def celery_includes():
     return ["shop"]
-'''
+"""
 
-EAGER = '''
+EAGER = """
 import pytest
 from taskjobs.testing import assert_job, wait_for_job
 
@@ -79,9 +79,9 @@ def test_progress_and_failure_are_stored(eager, taskjobs_store):
 
 def test_each_test_has_an_empty_store(eager, taskjobs_store):
     assert taskjobs_store.select(limit=10) == []
-'''
+"""
 
-WORKER = '''
+WORKER = """
 from taskjobs.testing import assert_job, wait_for_job
 
 from shop import add, pack
@@ -101,9 +101,9 @@ def test_the_next_test_reads_its_own_store(celery_session_app, celery_session_wo
     job = wait_for_job(result.id)
     assert job.messages.count("packed parcel") == 2
     assert [j.id for j in taskjobs_store.select(limit=10)] == [result.id]
-'''
+"""
 
-WRONG = '''
+WRONG = """
 from taskjobs.testing import assert_job, wait_for_job
 
 from shop import add, pack
@@ -117,7 +117,7 @@ def test_expects_the_wrong_result(celery_app, depends_on_current_app, taskjobs_s
 def test_waits_for_a_job_that_never_runs(celery_app, depends_on_current_app, taskjobs_store):
     result = pack.apply_async((1,), countdown=3600)
     wait_for_job(result.id, timeout=0.5)
-'''
+"""
 
 
 @pytest.fixture
