@@ -55,6 +55,12 @@ def seed(store: Store, count: int, rng: random.Random) -> list[str]:
     statuses = list(STATUS_WEIGHTS)
     weights = list(STATUS_WEIGHTS.values())
     sample: list[str] = []
+    # As Celery stamps them: a top-level task is its own root; one job in ten is published by
+    # the job before it (a child in a workflow), which makes its root theirs.
+    celery_states = {"finished": "SUCCESS", "error": "FAILURE", "pending": "PENDING",
+                     "running": "STARTED"}  # fmt: skip
+    parent: str | None = None
+    root: str | None = None
     with store.engine.begin() as connection:
         for start in range(0, count, BATCH):
             rows, steps = [], []
@@ -66,6 +72,8 @@ def seed(store: Store, count: int, rng: random.Random) -> list[str]:
                 runtime = rng.lognormvariate(-1.5, 1.0)
                 started = created + timedelta(seconds=wait) if status != "pending" else None
                 ended = status in ("finished", "error")
+                if parent is None or rng.random() >= 0.1:
+                    parent, root = None, job_id
                 rows.append(
                     {
                         "id": job_id,
@@ -87,8 +95,12 @@ def seed(store: Store, count: int, rng: random.Random) -> list[str]:
                         else None,
                         "retries": 0,
                         "seq": 13,
+                        "celery_state": celery_states.get(status),
+                        "parent_id": parent,
+                        "root_id": root,
                     }
                 )
+                parent = job_id
                 steps.append({"job_id": job_id, "status": status, "at": created, "retries": 0})
                 if len(sample) < 1000 and rng.random() < 0.01:
                     sample.append(job_id)

@@ -1,0 +1,1 @@
+"""An example Celery project tracked by taskjobs: what ``docker compose up`` runs."""
