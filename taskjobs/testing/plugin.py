@@ -23,6 +23,8 @@ from taskjobs.store.scratch import scratch_database
 
 URL_OPTION = "--taskjobs-database-url"
 URL_VARIABLE = "TASKJOBS_TEST_DATABASE_URL"
+# The names of the databases made for tests on a server start with this.
+SCRATCH_PREFIX = "taskjobs_pytest"
 # The pytest-celery (``celery.contrib.pytest``) apps a test's store tracks when it uses them.
 CELERY_APPS = ("celery_app", "celery_session_app")
 
@@ -44,7 +46,7 @@ def taskjobs_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[S
     """A fresh, empty job store for this test, the store of every job function and tracked
     app until it ends; pytest-celery's apps the test uses are tracked into it."""
     server = request.config.getoption("taskjobs_database_url") or os.environ.get(URL_VARIABLE)
-    with scratch_database(server, tmp_path) as url:
+    with scratch_database(server, tmp_path, prefix=SCRATCH_PREFIX) as url:
         store = Store(url)
         store.upgrade()
         trackers = []

@@ -6,8 +6,10 @@ fixtures (``celery_app`` in eager mode, ``celery_session_app`` with
 from __future__ import annotations
 
 import pytest
+import sqlalchemy as sa
 
-from tests.services import POSTGRES_URL, require
+from taskjobs.testing.plugin import SCRATCH_PREFIX
+from tests.services import MYSQL_URL, POSTGRES_URL, engine_url, require
 
 pytest_plugins = ("pytester",)
 
@@ -120,6 +122,21 @@ def test_waits_for_a_job_that_never_runs(celery_app, depends_on_current_app, tas
 """
 
 
+def databases(server: str) -> list[str]:
+    engine = sa.create_engine(engine_url(server))
+    try:
+        with engine.connect() as connection:
+            return (
+                list(sa.inspect(connection).get_schema_names())
+                if "mysql" in server
+                else [
+                    row[0] for row in connection.exec_driver_sql("SELECT datname FROM pg_database")
+                ]
+            )
+    finally:
+        engine.dispose()
+
+
 @pytest.fixture
 def project(pytester: pytest.Pytester) -> pytest.Pytester:
     pytester.makepyfile(shop=TASKS, conftest=CONFTEST)
@@ -149,13 +166,18 @@ def test_a_failed_expectation_shows_the_job(project: pytest.Pytester) -> None:
     assert "status        pending" in text and "name          shop.pack" in text
 
 
-def test_the_store_can_live_on_a_postgresql_server(project: pytest.Pytester) -> None:
-    require(POSTGRES_URL, "postgresql")
+@pytest.mark.parametrize(("server", "kind"), [(POSTGRES_URL, "postgresql"), (MYSQL_URL, "mariadb")])
+def test_the_store_can_live_on_a_database_server(
+    project: pytest.Pytester, server: str, kind: str
+) -> None:
+    require(server, kind)
     project.makepyfile(test_eager=EAGER)
     outcome = project.runpytest_subprocess(
-        "-p", "no:cacheprovider", f"--taskjobs-database-url={POSTGRES_URL}"
+        "-p", "no:cacheprovider", f"--taskjobs-database-url={server}"
     )
     outcome.assert_outcomes(passed=3)
+    left = [name for name in databases(server) if name.startswith(SCRATCH_PREFIX)]
+    assert left == [], "each test's database is dropped after it"
 
 
 def test_the_plugin_turns_off(project: pytest.Pytester) -> None:
