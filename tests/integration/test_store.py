@@ -19,6 +19,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 import taskjobs
+from taskjobs import lifecycle
 from taskjobs.api.job import getJob, setJob
 from taskjobs.errors import ConfigurationError, StoreError
 from taskjobs.model import (
@@ -29,7 +30,7 @@ from taskjobs.model import (
     order_key,
     utcnow,
 )
-from taskjobs.store import Store, Transition, Worker, store_for
+from taskjobs.store import JobQuery, Store, Transition, Worker, store_for
 from taskjobs.store.schema import head_revision
 from taskjobs.store.tables import JOBS_TABLE, VERSION_TABLE, metadata
 from tests.writes import transition
@@ -605,3 +606,29 @@ def test_a_keyset_page_follows_its_cursor_on_every_database(store: Store) -> Non
     assert [job.id for job in store.select(after="c")] == ["b", "a", "z"]
     assert [job.id for job in store.select(after="a", limit=1)] == ["z"]
     assert store.select(after="z") == []
+
+
+def _published(store: Store, job_id: str, name: str, at: datetime, parent: str | None) -> None:
+    store.apply(lifecycle.published(job_id, name=name, user=None, request="", queue=None,
+                                    lineage=lifecycle.Lineage(parent_id=parent), retries=0,
+                                    eta=None, delivery=None, at=at))  # fmt: skip
+
+
+def test_the_reads_for_the_json_apis(store: Store) -> None:
+    """Distinct task names in order, at most as many as asked; the children of several jobs,
+    oldest first whatever their ids; ties of an ascending order broken by id, ascending."""
+    at = datetime(2026, 12, 2, 9, 0, tzinfo=timezone.utc)
+    _published(store, "p1", "shop.b", at, None)
+    _published(store, "p2", "shop.a", at, None)
+    _published(store, "c-z", "shop.c", at + timedelta(seconds=1), "p1")
+    _published(store, "c-a", "shop.b", at + timedelta(seconds=2), "p1")
+    _published(store, "c-m", "shop.a", at + timedelta(seconds=1), "p2")
+    assert store.task_names(10) == ["shop.a", "shop.b", "shop.c"]
+    assert store.task_names(2) == ["shop.a", "shop.b"]
+    assert store.child_ids(["p1", "p2", "c-a"]) == {"p1": ["c-z", "c-a"], "p2": ["c-m"]}
+    assert store.child_ids([]) == {}
+    oldest = store.find(JobQuery(sort="created_at", ascending=True, limit=3))
+    assert [job.id for job in oldest] == ["p1", "p2", "c-m"], "ties by id, ascending"
+    by_state = store.find(JobQuery(celery_states=("PENDING",), name="shop.a", limit=10))
+    assert [job.id for job in by_state] == ["c-m", "p2"]
+    assert store.find(JobQuery(celery_states=("RETRY", "LOST"), limit=10)) == []

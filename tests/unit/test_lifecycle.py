@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime, timezone
 
 import pytest
@@ -71,9 +72,16 @@ def test_an_end_that_knows_no_attempt_ends_the_current_one() -> None:
 
 def test_a_retry_moves_to_the_next_attempt_and_always_keeps_its_note() -> None:
     event = lifecycle.retried("job", retries=1, reason="boom", delivery=5, at=AT)
-    assert event.seq == order_key(2, STAGE_PUBLISHED) and not event.guard_message
-    assert event.values == {"celery_state": "RETRY", "retries": 2}
-    assert event.message == "[2026-03-04T05:06:07Z] attempt 2 failed, retrying: boom\n"
+    assert event == lifecycle.Event(
+        "job", "pending", AT, "retry",
+        values={"celery_state": "RETRY", "retries": 2},
+        seq=order_key(2, STAGE_PUBLISHED), delivery=5,
+        message="[2026-03-04T05:06:07Z] attempt 2 failed, retrying: boom\n",
+        guard_message=False, existing_only=False,
+    )  # fmt: skip
+    later = lifecycle.retried("job", retries=0, reason="x", delivery=None, at=AT,
+                              existing_only=True)  # fmt: skip
+    assert later.existing_only and later.delivery is None
 
 
 def test_a_replacement_names_at_most_twenty_ids_once_each() -> None:
@@ -83,14 +91,29 @@ def test_a_replacement_names_at_most_twenty_ids_once_each() -> None:
     assert event.seq == order_key(0, STAGE_PRESUMED_END) and event.state == "running"
     assert event.message is not None and event.message.count("proj.step") == 20
     assert "proj.step id-19 and 5 more; the job ends when job does" in event.message
+    small = lifecycle.replaced("job", replacement=["a.b 1", "c.d 2", "a.b 1"], retries=2,
+                               delivery=77, at=AT)  # fmt: skip
+    assert small == lifecycle.Event(
+        "job", "running", AT, "replacement",
+        values={"celery_state": "REPLACED"},
+        seq=order_key(2, STAGE_PRESUMED_END), delivery=77,
+        message="[2026-03-04T05:06:07Z] replaced by a.b 1, c.d 2; the job ends when job does\n",
+        guard_message=False, existing_only=False,
+    )  # fmt: skip
+    assert lifecycle.replaced("job", replacement=["a.b 1"], retries=0, delivery=None, at=AT,
+                              existing_only=True).existing_only  # fmt: skip
 
 
 def test_a_failed_publish_is_a_presumed_end() -> None:
     event = lifecycle.publish_failed("job", name="proj.add", error="OSError()", exc_type="OSError",
                                      at=AT)  # fmt: skip
-    assert (event.state, event.stage, event.values["celery_state"]) == (
-        "error", STAGE_PRESUMED_END, "PUBLISH_FAILED")  # fmt: skip
-    assert "publish failed, the task was never queued: OSError()" in (event.message or "")
+    assert event == lifecycle.Event(
+        "job", "error", AT, "publish failure",
+        values={"celery_state": "PUBLISH_FAILED", "exc_type": "OSError"},
+        fill={"name": "proj.add"}, stage=STAGE_PRESUMED_END,
+        message="[2026-03-04T05:06:07Z] publish failed, the task was never queued: OSError()\n",
+    )  # fmt: skip
+    assert lifecycle.publish_failed("j", name=None, error="e", exc_type="E", at=AT).fill == {}
 
 
 def test_an_explicit_write_has_no_order_and_says_what_it_is() -> None:
@@ -102,6 +125,8 @@ def test_an_explicit_write_has_no_order_and_says_what_it_is() -> None:
         worker=None, pid=1, redelivered=False, delivery=9, at=AT,
     )  # fmt: skip
     assert str(start) == "the start of job j (running, STARTED, order 9/3, at 05:06:07.890000)"
+    unstamped = dataclasses.replace(start, delivery=None)
+    assert str(unstamped) == "the start of job j (running, STARTED, order 0/3, at 05:06:07.890000)"
 
 
 def test_an_event_of_a_bad_job_id_is_refused_when_built() -> None:
@@ -113,3 +138,5 @@ def test_a_note_is_a_stamped_line() -> None:
     note = lifecycle.Note("job", "half way  \n", AT)
     assert note.line == "[2026-03-04T05:06:07Z] half way\n"
     assert str(note) == "the progress note of job job ('half way  \\n')"
+    long = lifecycle.Note("job", "x" * 100, AT)
+    assert str(long) == f"the progress note of job job ({'x' * 60!r})", "its first 60 characters"
