@@ -21,7 +21,7 @@ from alembic.runtime.migration import MigrationContext
 import taskjobs
 from taskjobs import lifecycle
 from taskjobs.api.job import getJob, setJob
-from taskjobs.errors import ConfigurationError, StoreError
+from taskjobs.errors import ConfigurationError, InvalidInputError, StoreError
 from taskjobs.model import (
     STAGE_ENDED,
     STAGE_PUBLISHED,
@@ -632,3 +632,23 @@ def test_the_reads_for_the_json_apis(store: Store) -> None:
     by_state = store.find(JobQuery(celery_states=("PENDING",), name="shop.a", limit=10))
     assert [job.id for job in by_state] == ["c-m", "p2"]
     assert store.find(JobQuery(celery_states=("RETRY", "LOST"), limit=10)) == []
+
+
+def test_the_filters_take_wildcards_literally_and_refuse_bad_orders_by_name(store: Store) -> None:
+    at = datetime(2026, 12, 2, 9, 0, tzinfo=timezone.utc)
+    for job_id in ("a_1", "ab2", "50%-off", "500-off"):
+        _published(store, job_id, f"shop.{job_id}", at, None)
+    assert [job.id for job in store.find(JobQuery(id_prefix="a_", limit=10))] == ["a_1"]
+    assert [job.id for job in store.find(JobQuery(search="50%", limit=10))] == ["50%-off"]
+    with pytest.raises(InvalidInputError, match=r"^invalid sort 'colour': give one of created_at"):
+        store.find(JobQuery(sort="colour"))
+    with pytest.raises(
+        InvalidInputError,
+        match=r"^the page cursor 'after' pages the newest-first order only: not sort 'name' "
+        r"ascending$",
+    ):
+        store.find(JobQuery(sort="name", ascending=True, after="a_1"))
+    with pytest.raises(InvalidInputError, match=r"not sort 'created_at' ascending$"):
+        store.find(JobQuery(ascending=True, after="a_1"))
+    with pytest.raises(InvalidInputError, match=r"not sort 'runtime'$"):
+        store.find(JobQuery(sort="runtime", after="a_1"))
