@@ -70,6 +70,26 @@ def test_an_end_that_knows_no_attempt_ends_the_current_one() -> None:
     assert (known.seq, known.stage) == (order_key(3, STAGE_ENDED), None)
 
 
+def test_an_end_carries_every_field_it_knows() -> None:
+    event = lifecycle.ended(
+        "job", what="failure", celery_state="FAILURE", retries=2, reason="boom",
+        exc_type="ValueError", at=AT, runtime=1.5, name="proj.add",
+        lineage=Lineage(parent_id="dad", root_id="root", group_id="g"), delivery=9,
+        existing_only=True,
+    )  # fmt: skip
+    assert event == lifecycle.Event(
+        "job", "error", AT, "failure",
+        values={"celery_state": "FAILURE", "exc_type": "ValueError", "runtime": 1.5,
+                "retries": 2},
+        fill={"name": "proj.add", "parent_id": "dad", "root_id": "root", "group_id": "g"},
+        seq=order_key(2, STAGE_ENDED), delivery=9, message="[2026-03-04T05:06:07Z] boom\n",
+        existing_only=True,
+    )  # fmt: skip
+    plain = lifecycle.ended("job", what="revocation", celery_state="REVOKED", retries=0,
+                            reason="r", exc_type=None, at=AT)  # fmt: skip
+    assert (plain.fill, plain.existing_only, plain.delivery) == ({}, False, None)
+
+
 def test_a_retry_moves_to_the_next_attempt_and_always_keeps_its_note() -> None:
     event = lifecycle.retried("job", retries=1, reason="boom", delivery=5, at=AT)
     assert event == lifecycle.Event(
