@@ -640,7 +640,8 @@ def test_the_filters_take_wildcards_literally_and_refuse_bad_orders_by_name(stor
         _published(store, job_id, f"shop.{job_id}", at, None)
     assert [job.id for job in store.find(JobQuery(id_prefix="a_", limit=10))] == ["a_1"]
     assert [job.id for job in store.find(JobQuery(search="50%", limit=10))] == ["50%-off"]
-    with pytest.raises(InvalidInputError, match=r"^invalid sort 'colour': give one of created_at"):
+    sortable = r"^invalid sort 'colour': give one of created_at, received_at, started_at, "
+    with pytest.raises(InvalidInputError, match=sortable):
         store.find(JobQuery(sort="colour"))
     with pytest.raises(
         InvalidInputError,
