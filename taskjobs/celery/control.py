@@ -51,7 +51,9 @@ def watch_revokes(app: Celery) -> None:
         answer = revoke(task_id, *args, **kwargs)
         tracker = registry.installed(app)
         if tracker is not None:
-            record_revoke(tracker, task_id, terminate=bool(kwargs.get("terminate")))
+            # Control.revoke(task_id, destination=None, terminate=False, ...)
+            terminate = kwargs.get("terminate", args[1] if len(args) > 1 else False)
+            record_revoke(tracker, task_id, terminate=bool(terminate))
         return answer
 
     watched_revoke.taskjobs_watched = True  # type: ignore[attr-defined]
