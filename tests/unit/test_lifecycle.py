@@ -15,6 +15,7 @@ from taskjobs.model import (
     STAGE_PUBLISHED,
     STAGE_RECEIVED,
     STAGE_RECEIVED_AGAIN,
+    STAGE_RUNNING,
     STAGE_RUNNING_AGAIN,
     order_key,
 )
@@ -68,6 +69,63 @@ def test_an_end_that_knows_no_attempt_ends_the_current_one() -> None:
         exc_type=None, at=AT,
     )  # fmt: skip
     assert (known.seq, known.stage) == (order_key(3, STAGE_ENDED), None)
+
+
+ETA = datetime(2026, 3, 4, 6, 0, tzinfo=timezone.utc)
+WORKFLOW = Lineage(parent_id="dad", root_id="root", group_id="g")
+KNOWN = {"name": "proj.add", "user": "ada", "request": "[1]", "queue": "q"}
+FILLED = {**KNOWN, "parent_id": "dad", "root_id": "root", "group_id": "g"}
+
+
+def test_a_receipt_and_a_start_carry_every_field_they_know() -> None:
+    receipt = lifecycle.received(
+        "job", **KNOWN, lineage=WORKFLOW, retries=1, eta=ETA, worker="celery@w",
+        redelivered=False, delivery=4, at=AT, existing_only=True,
+    )  # fmt: skip
+    assert receipt == lifecycle.Event(
+        "job", "pending", AT, "receipt",
+        values={"celery_state": "RECEIVED", "received_at": AT, "worker": "celery@w",
+                "retries": 1, "eta": ETA},
+        fill=FILLED, seq=order_key(1, STAGE_RECEIVED), delivery=4, existing_only=True,
+    )  # fmt: skip
+    start = lifecycle.started(
+        "job", **KNOWN, lineage=WORKFLOW, retries=1, worker="celery@w", pid=42,
+        redelivered=False, delivery=4, at=AT, existing_only=True,
+    )  # fmt: skip
+    assert start == lifecycle.Event(
+        "job", "running", AT, "start",
+        values={"celery_state": "STARTED", "started_at": AT, "worker": "celery@w", "pid": 42,
+                "retries": 1},
+        fill=FILLED, seq=order_key(1, STAGE_RUNNING), delivery=4, existing_only=True,
+    )  # fmt: skip
+    for event in (
+        lifecycle.received("job", **KNOWN, lineage=WORKFLOW, retries=0, eta=None, worker=None,
+                           redelivered=True, delivery=None, at=AT),
+        lifecycle.started("job", **KNOWN, lineage=WORKFLOW, retries=0, worker=None, pid=1,
+                          redelivered=True, delivery=None, at=AT),
+    ):  # fmt: skip
+        assert not event.existing_only and event.delivery is None
+
+
+def test_a_publish_and_a_success_carry_every_field_they_know() -> None:
+    publish = lifecycle.published("job", **KNOWN, lineage=WORKFLOW, retries=0, eta=ETA,
+                                  delivery=3, at=AT, existing_only=True)  # fmt: skip
+    assert publish == lifecycle.Event(
+        "job", "pending", AT, "publish",
+        values={"celery_state": "PENDING", "retries": 0, "eta": ETA}, fill=FILLED,
+        seq=order_key(0, STAGE_PUBLISHED), delivery=3, existing_only=True,
+    )  # fmt: skip
+    success = lifecycle.succeeded("job", name="proj.add", result="3", runtime=0.5, retries=2,
+                                  delivery=3, at=AT, existing_only=True)  # fmt: skip
+    assert success == lifecycle.Event(
+        "job", "finished", AT, "success",
+        values={"celery_state": "SUCCESS", "result": "3", "runtime": 0.5, "retries": 2},
+        fill={"name": "proj.add"}, seq=order_key(2, STAGE_ENDED), delivery=3,
+        existing_only=True,
+    )  # fmt: skip
+    plain = lifecycle.succeeded("job", name=None, result="3", runtime=None, retries=0,
+                                delivery=None, at=AT)  # fmt: skip
+    assert (plain.fill, plain.existing_only) == ({}, False)
 
 
 def test_an_end_carries_every_field_it_knows() -> None:
