@@ -13,13 +13,16 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from taskjobs import config
-from taskjobs.celery import install
 from taskjobs.store import Store
 from taskjobs.store.scratch import scratch_database
+
+if TYPE_CHECKING:
+    from taskjobs.celery.tracker import Tracker
 
 URL_OPTION = "--taskjobs-database-url"
 URL_VARIABLE = "TASKJOBS_TEST_DATABASE_URL"
@@ -49,11 +52,14 @@ def taskjobs_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[S
     with scratch_database(server, tmp_path, prefix=SCRATCH_PREFIX) as url:
         store = Store(url)
         store.upgrade()
-        trackers = []
+        trackers: list[Tracker] = []
         try:
             with config.using(store):
                 for name in CELERY_APPS:
                     if name in request.fixturenames:
+                        # Imported here: loading the plugin does not load Celery.
+                        from taskjobs.celery import install
+
                         trackers.append(install(request.getfixturevalue(name)))
                 yield store
                 for tracker in trackers:  # what a batched writer still holds goes in now
