@@ -117,7 +117,8 @@ async def _store_down(request: Request, exc: Exception) -> Response:
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     # No route for the path (404) or the method (405): said as the rest of the errors are.
-    assert isinstance(exc, HTTPException)
+    if not isinstance(exc, HTTPException):  # registered for HTTPException only
+        return await _server_error(request, exc)
     answer = _answer(request, exc.status_code, exc.detail)
     answer.headers.update(exc.headers or {})
     return answer
