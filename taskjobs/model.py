@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import re
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
@@ -155,6 +156,25 @@ def utcnow() -> datetime:
 def message_line(text: str, at: datetime) -> str:
     """One entry of a job's ``messages``: the UTC time stamp, the text, a newline."""
     return f"[{at:%Y-%m-%dT%H:%M:%S}Z] {text.rstrip()}\n"
+
+
+_STAMPED = re.compile(r"^\[(?P<at>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)\] (?P<text>.*)$")
+
+
+def message_entries(messages: str) -> list[tuple[str, str]]:
+    """A job's messages read back as ``message_line`` wrote them: (time stamp, text) entries,
+    oldest first; a line without a stamp continues the entry before it (a traceback)."""
+    entries: list[tuple[str, str]] = []
+    for line in messages.splitlines():
+        stamped = _STAMPED.match(line)
+        if stamped:
+            entries.append((stamped["at"], stamped["text"]))
+        elif entries:
+            at, text = entries[-1]
+            entries[-1] = (at, f"{text}\n{line}")
+        else:
+            entries.append(("", line))
+    return entries
 
 
 def check_state(state: object) -> str:

@@ -25,6 +25,14 @@ RABBITMQ_URL = os.environ.get("TASKJOBS_TEST_RABBITMQ", "amqp://guest:guest@127.
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
 def is_listening(url: str) -> bool:
     """Whether something accepts TCP connections at the URL's host and port."""
     parts = urlsplit(url)

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from datetime import datetime
 from typing import Any
 
 from celery import Celery
@@ -20,44 +21,46 @@ logger = logging.getLogger("taskjobs")
 
 def watch_purges(app: Celery) -> None:
     """After ``app.control.purge()``, end the jobs whose messages it deleted, once."""
-    control = app.control
-    purge = control.purge
-    if getattr(purge, "taskjobs_watched", False):
-        return
 
-    @functools.wraps(purge)
-    def watched_purge(*args: Any, **kwargs: Any) -> Any:
-        started = utcnow()
-        count = purge(*args, **kwargs)
-        tracker = registry.installed(app)
-        if tracker is not None:
-            # What Control.purge() empties: the queues this app consumes from.
-            record_purge(tracker, sorted(app.amqp.queues.consume_from), count, started)
-        return count
+    def after(tracker: Tracker, started: datetime, count: Any, args: Any, kwargs: Any) -> None:
+        # What Control.purge() empties: the queues this app consumes from.
+        record_purge(tracker, sorted(app.amqp.queues.consume_from), count, started)
 
-    watched_purge.taskjobs_watched = True  # type: ignore[attr-defined]
-    control.purge = watched_purge
+    _watch(app, "purge", after)
 
 
 def watch_revokes(app: Celery) -> None:
     """After ``app.control.revoke(ids)``, note the revoke on the jobs, once."""
+
+    def after(tracker: Tracker, started: datetime, answer: Any, args: Any, kwargs: Any) -> None:
+        # Control.revoke(task_id, destination=None, terminate=False, ...)
+        task_id = kwargs.get("task_id", args[0] if args else None)
+        terminate = kwargs.get("terminate", args[2] if len(args) > 2 else False)
+        if task_id is not None:
+            record_revoke(tracker, task_id, terminate=bool(terminate))
+
+    _watch(app, "revoke", after)
+
+
+def _watch(app: Celery, name: str, after: Callable[..., None]) -> None:
+    """Wrap ``app.control.<name>`` once so that, for an installed app, ``after(tracker,
+    started, answer, args, kwargs)`` runs once the call has returned."""
     control = app.control
-    revoke = control.revoke
-    if getattr(revoke, "taskjobs_watched", False):
+    call = getattr(control, name)
+    if getattr(call, "taskjobs_watched", False):
         return
 
-    @functools.wraps(revoke)
-    def watched_revoke(task_id: Any, *args: Any, **kwargs: Any) -> Any:
-        answer = revoke(task_id, *args, **kwargs)
+    @functools.wraps(call)
+    def watched(*args: Any, **kwargs: Any) -> Any:
+        started = utcnow()
+        answer = call(*args, **kwargs)
         tracker = registry.installed(app)
         if tracker is not None:
-            # Control.revoke(task_id, destination=None, terminate=False, ...)
-            terminate = kwargs.get("terminate", args[1] if len(args) > 1 else False)
-            record_revoke(tracker, task_id, terminate=bool(terminate))
+            after(tracker, started, answer, args, kwargs)
         return answer
 
-    watched_revoke.taskjobs_watched = True  # type: ignore[attr-defined]
-    control.revoke = watched_revoke
+    watched.taskjobs_watched = True  # type: ignore[attr-defined]
+    setattr(control, name, watched)
 
 
 def record_revoke(tracker: Tracker, task_id: str | Iterable[str], *, terminate: bool) -> None:

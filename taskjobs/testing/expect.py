@@ -13,7 +13,7 @@ from typing import Any
 from taskjobs import queries, render
 from taskjobs.config import current_store
 from taskjobs.errors import JobNotFoundError
-from taskjobs.model import FINAL_STATES, STATES, Job, check_state
+from taskjobs.model import FINAL_STATES, STATES, Job, check_state, message_entries
 from taskjobs.store import JobReader
 
 # Seconds ``wait_for_job`` waits by default, and between two looks at the job.
@@ -97,14 +97,7 @@ def assert_job(
 
 def message_texts(job: Job) -> list[str]:
     """The job's progress messages, without their time stamps, oldest first."""
-    texts: list[str] = []
-    for line in job.messages.splitlines():
-        stamp, closed, text = line.partition("] ")
-        if stamp.startswith("[") and closed:
-            texts.append(text)
-        elif texts:  # a message of several lines
-            texts[-1] += "\n" + line
-    return texts
+    return [text for _, text in message_entries(job.messages)]
 
 
 def _missing_messages(job: Job, wanted: Sequence[str]) -> str | None:

@@ -10,10 +10,8 @@ from datetime import datetime
 from typing import Any
 
 from taskjobs import render
-from taskjobs.model import Job
+from taskjobs.model import Job, message_entries
 
-# A message line as ``taskjobs.model.message_line`` writes it: "[time] text".
-_STAMPED = re.compile(r"^\[(?P<at>[0-9T:\-]+Z)\] (?P<text>.*)$")
 # Characters of an id the lists show.
 SHORT_ID = 12
 
@@ -72,18 +70,8 @@ def traceback_of(job: Job) -> str:
 
 
 def message_lines(messages: str) -> list[tuple[str, str]]:
-    """A job's messages as (time, text) entries; lines without a stamp continue the last."""
-    entries: list[tuple[str, str]] = []
-    for line in messages.splitlines():
-        stamped = _STAMPED.match(line)
-        if stamped:
-            entries.append((stamped["at"].replace("T", " ").rstrip("Z"), stamped["text"]))
-        elif entries:
-            at, text = entries[-1]
-            entries[-1] = (at, f"{text}\n{line}")
-        else:
-            entries.append(("", line))
-    return entries
+    """A job's messages as (time as shown, text) entries."""
+    return [(at.replace("T", " ").rstrip("Z"), text) for at, text in message_entries(messages)]
 
 
 FILTERS: dict[str, Callable[..., Any]] = {

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +21,7 @@ from selenium.webdriver.support.ui import Select
 
 from taskjobs.store import Store
 from taskjobs.web import create_app
-from tests.services import IN_CI
+from tests.services import IN_CI, free_port
 from tests.waiting import wait_for
 from tests.web.seed import Seeded, seed
 
@@ -30,13 +29,6 @@ pytestmark = pytest.mark.slow
 
 CHROMIUM = shutil.which("chromium")
 DRIVER = shutil.which("chromedriver")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ import jsonschema
 import pytest
 import yaml
 
-from tests.services import IN_CI, POSTGRES_URL, REDIS_URL, require, scratch_database
+from tests.services import IN_CI, POSTGRES_URL, REDIS_URL, free_port, require, scratch_database
 from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -158,15 +158,6 @@ def local_stack(tmp_path: Path) -> Iterator[dict[str, str]]:
             "CELERY_BROKER_URL": f"{REDIS_URL}/11",
             "CELERY_RESULT_BACKEND": f"{REDIS_URL}/12",
         }
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @pytest.mark.slow

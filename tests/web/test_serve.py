@@ -3,7 +3,6 @@ warns when it is open to the network without a login."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import urllib.error
@@ -15,17 +14,11 @@ from pathlib import Path
 import pytest
 
 from taskjobs.store import store_for
+from tests.services import free_port
 from tests.waiting import wait_for
 from tests.web.seed import seed
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def fetch(url: str) -> tuple[int, str]:
