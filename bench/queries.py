@@ -47,8 +47,10 @@ WORKERS = [f"celery@worker-{i}" for i in range(10)]
 STATUS_WEIGHTS = {"finished": 90, "error": 5, "pending": 3, "running": 2}
 
 
-def seed(store: Store, count: int, rng: random.Random) -> list[str]:
-    """Insert ``count`` jobs (and one history row each) in batches; returns a sample of ids."""
+def seed(store: Store, count: int, rng: random.Random, *, fold: bool = True) -> list[str]:
+    """Insert ``count`` jobs (and one history row each) in batches, then (with ``fold``) fold
+    the changes their inserts logged into the running aggregates, as a worker's heartbeat
+    would; returns a sample of ids."""
     store.upgrade()
     now = utcnow()
     span = timedelta(days=7).total_seconds()
@@ -107,10 +109,15 @@ def seed(store: Store, count: int, rng: random.Random) -> list[str]:
             connection.execute(sa.insert(jobs), rows)
             connection.execute(sa.insert(transitions), steps)
             print(f"  seeded {start + len(rows):>9,}", end="\r", flush=True)
+    if fold:
+        started = time.perf_counter()
+        moved = store.fold_stats()
+        print(f"\n  folded {moved:,} changes in {time.perf_counter() - started:.1f} s", end="")
     if store.engine.dialect.name == "postgresql":
         with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
             c.exec_driver_sql("VACUUM ANALYZE taskjobs_jobs")
             c.exec_driver_sql("VACUUM ANALYZE taskjobs_transitions")
+            c.exec_driver_sql("VACUUM ANALYZE taskjobs_stats")
     else:
         with store.engine.begin() as c:
             c.exec_driver_sql("ANALYZE")

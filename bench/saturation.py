@@ -4,10 +4,14 @@ them) at one database, 1 to N at a time, in each write mode; the rate at which a
 stops adding tasks is where the database saturates on this machine.
 
     python bench/saturation.py [--writers 1,2,4,8] [--seconds 10] [--modes direct,batched]
+                               [--aggregates on,off]
 
 Besides tasks per second it measures the CPU time PostgreSQL's own processes spend per task
-(from /proc), which is what sizes a database server for a target rate. Results go to
-bench/results/saturation-<time>.json.
+(from /proc), which is what sizes a database server for a target rate. ``--aggregates`` runs
+each measurement with the running aggregates kept (the triggers log each change of a job's
+figures, and a folder process folds them every two seconds, as a worker's heartbeat does) and,
+interleaved, on a second database whose triggers are dropped: what the aggregates cost the
+writes. Results go to bench/results/saturation-<time>.json.
 """
 
 from __future__ import annotations
@@ -33,13 +37,16 @@ from taskjobs import lifecycle  # noqa: E402
 from taskjobs.celery.recorder import Mode, Recorder  # noqa: E402
 from taskjobs.model import utcnow  # noqa: E402
 from taskjobs.store import Store  # noqa: E402
-from taskjobs.store.tables import jobs  # noqa: E402
+from taskjobs.store.tables import jobs, stat_changes, stats  # noqa: E402
 from tests.services import scratch_database  # noqa: E402
 
 TICKS = os.sysconf("SC_CLK_TCK")
 # Writes a batched writer may hold before its producer waits (a worker cannot outrun its
 # writer by more than this either: past its capacity the recorder drops and counts).
 BACKLOG = 2000
+# Seconds between two folds of the running aggregates (as ``heartbeat.FOLD_EVERY``).
+FOLD_EVERY = 2.0
+TRIGGERS = ("taskjobs_stats_insert", "taskjobs_stats_update", "taskjobs_stats_delete")
 
 
 def task_events(job_id: str, worker: str) -> list[lifecycle.Event]:
@@ -102,6 +109,16 @@ def writer(url: str, batched: bool, seconds: float, start: Any, done: Any, relea
     store.dispose()
 
 
+def folder(url: str, release: Any) -> None:
+    """Fold the logged changes every ``FOLD_EVERY`` seconds until released, as the heartbeat
+    thread of a worker does."""
+    store = Store(url)
+    while not release.wait(FOLD_EVERY):
+        store.fold_stats()
+    store.fold_stats()
+    store.dispose()
+
+
 def postgres_cpu_seconds() -> float:
     """CPU seconds (user + system) of every postgres process so far."""
     total = 0
@@ -119,22 +136,27 @@ def postgres_cpu_seconds() -> float:
     return total / TICKS
 
 
-def measure(url: str, writers: int, batched: bool, seconds: float) -> dict[str, Any]:
+def measure(
+    url: str, writers: int, batched: bool, seconds: float, aggregates: bool
+) -> dict[str, Any]:
     store = Store(url)
     with store.engine.begin() as connection:
-        connection.execute(sa.delete(jobs))
+        for table in (jobs, stat_changes, stats):
+            connection.execute(sa.delete(table))
     context = multiprocessing.get_context("fork")
     start, release, done = context.Event(), context.Event(), context.Queue()
     processes = [
         context.Process(target=writer, args=(url, batched, seconds, start, done, release))
         for _ in range(writers)
     ]
+    if aggregates:
+        processes.append(context.Process(target=folder, args=(url, release)))
     for process in processes:
         process.start()
     time.sleep(1)  # the writers connect; the clock starts when they all go
     cpu_before, began = postgres_cpu_seconds(), time.perf_counter()
     start.set()
-    for _ in processes:
+    for _ in range(writers):
         done.get(timeout=seconds + 120)
     elapsed = time.perf_counter() - began
     cpu = postgres_cpu_seconds() - cpu_before
@@ -149,6 +171,7 @@ def measure(url: str, writers: int, batched: bool, seconds: float) -> dict[str, 
     return {
         "writers": writers,
         "mode": "batched" if batched else "direct",
+        "aggregates": aggregates,
         "tasks": done,
         "seconds": elapsed,
         "tasks_per_second": done / elapsed,
@@ -161,31 +184,47 @@ def main() -> None:
     parser.add_argument("--writers", default="1,2,4,8")
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--modes", default="direct,batched")
+    parser.add_argument("--aggregates", default="on", help="on, off, or on,off (A/B)")
     args = parser.parse_args()
     counts = [int(n) for n in args.writers.split(",")]
+    variants = [part == "on" for part in args.aggregates.split(",")]
     results = []
-    with tempfile.TemporaryDirectory() as tmp, scratch_database("postgresql", tmp) as url:
-        Store(url).upgrade()
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        scratch_database("postgresql", tmp) as with_url,
+        scratch_database("postgresql", tmp) as without_url,
+    ):
+        Store(with_url).upgrade()
+        without = Store(without_url)
+        without.upgrade()
+        with without.engine.begin() as connection:
+            for trigger in TRIGGERS:
+                connection.exec_driver_sql(f"DROP TRIGGER {trigger} ON taskjobs_jobs")
+        without.dispose()
         for mode in args.modes.split(","):
             for count in counts:
-                result = measure(url, count, mode == "batched", args.seconds)
-                results.append(result)
-                print(
-                    f"{mode:>8} {count:>3} writers: {result['tasks_per_second']:>8.0f} tasks/s, "
-                    f"PostgreSQL {result['postgres_cpu_ms_per_task']:.2f} CPU ms a task",
-                    flush=True,
-                )
-    best = {
-        mode: max(r["tasks_per_second"] for r in results if r["mode"] == mode)
-        for mode in args.modes.split(",")
-    }
-    for mode, rate in best.items():
-        cpu = min(r["postgres_cpu_ms_per_task"] for r in results if r["mode"] == mode)
-        cores = 10_000 * cpu / 1000
-        print(
-            f"{mode}: saturates near {rate:,.0f} tasks/s here; at {cpu:.2f} CPU ms a task, "
-            f"10,000 tasks/s needs about {cores:.1f} PostgreSQL cores"
-        )
+                for aggregates in variants:
+                    url = with_url if aggregates else without_url
+                    result = measure(url, count, mode == "batched", args.seconds, aggregates)
+                    results.append(result)
+                    state = "on " if aggregates else "off"
+                    print(
+                        f"{mode:>8} {count:>3} writers, aggregates {state}: "
+                        f"{result['tasks_per_second']:>8.0f} tasks/s, "
+                        f"PostgreSQL {result['postgres_cpu_ms_per_task']:.2f} CPU ms a task",
+                        flush=True,
+                    )
+    for mode in args.modes.split(","):
+        for aggregates in variants:
+            chosen = [r for r in results if r["mode"] == mode and r["aggregates"] == aggregates]
+            rate = max(r["tasks_per_second"] for r in chosen)
+            cpu = min(r["postgres_cpu_ms_per_task"] for r in chosen)
+            cores = 10_000 * cpu / 1000
+            print(
+                f"{mode}, aggregates {'on' if aggregates else 'off'}: saturates near "
+                f"{rate:,.0f} tasks/s here; at {cpu:.2f} CPU ms a task, 10,000 tasks/s needs "
+                f"about {cores:.1f} PostgreSQL cores"
+            )
     save_results(
         "saturation",
         {

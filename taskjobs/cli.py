@@ -352,15 +352,19 @@ def db() -> None:
 @db.command()
 @db_option
 def upgrade(url: str | None) -> None:
-    """Create the tables or bring them to this version's schema."""
+    """Create the tables or bring them to this version's schema, then bring the running
+    aggregates of the report up to date."""
     store = use_store(url)
     with clear_errors():
         before, now = store.upgrade()
+        folded = store.fold_stats()
     where = safe_url(store.url)
     if before == now:
         click.echo(f"{where}: schema already at revision {now}")
     else:
         click.echo(f"{where}: schema upgraded from revision {before or 'none'} to {now}")
+    if folded:
+        click.echo(f"{where}: {folded:,} job change(s) folded into the report's aggregates")
 
 
 @db.command()

@@ -11,6 +11,7 @@ from typing import Any
 from taskjobs.config import current_store
 from taskjobs.model import ERROR, FINISHED, STATES, Job, bucket_seconds, jsonable, utcnow
 from taskjobs.store import JobReader
+from taskjobs.store.stats import to_minutes
 
 # The report's default window: the last day.
 DEFAULT_WINDOW = timedelta(hours=24)
@@ -22,7 +23,8 @@ SLOW_LIMIT = 20
 
 @dataclasses.dataclass(frozen=True)
 class TaskStats:
-    """Figures for one task name over the window; durations in seconds."""
+    """Figures for one task name over the window; durations in seconds, each the nearest-rank
+    value rounded up to two significant digits (see ``taskjobs.store.stats``)."""
 
     name: str
     counts: dict[str, int]
@@ -60,7 +62,7 @@ class Bucket:
 
 @dataclasses.dataclass(frozen=True)
 class Report:
-    """The status report over jobs created in [since, until)."""
+    """The status report over jobs created in [since, until), a window of whole minutes."""
 
     since: datetime
     until: datetime
@@ -89,14 +91,16 @@ def build_report(
     slow_after: timedelta = DEFAULT_SLOW_AFTER,
     store: JobReader | None = None,
 ) -> Report:
-    """Build the report from the store (default: the configured one).
+    """Build the report from the store (default: the configured one), over the jobs created in
+    [since, until) (by default the last day), both taken to the minute: the start down, the end
+    up (the figures are kept per minute, see ``taskjobs.store.stats``).
 
     Its workers are those that ran jobs of the window or run jobs now, each with its last
     heartbeat.
     """
     now = utcnow()
     until = until or now
-    since = since or until - DEFAULT_WINDOW
+    since, until = to_minutes(since or until - DEFAULT_WINDOW, until)
     rows = (store or current_store()).report_rows(
         since=since, until=until, slow_before=now - slow_after, slow_limit=SLOW_LIMIT
     )

@@ -19,11 +19,16 @@ logger = logging.getLogger("taskjobs")
 # Seconds between two rounds of deleting expired jobs, and what one round may delete at most.
 EXPIRE_EVERY = 60.0
 EXPIRE_BATCHES, EXPIRE_BATCH_SIZE = 10, 1000
+# Seconds between two folds of the logged changes into the running aggregates, and what one
+# fold moves at most: readers add up what is not folded yet, so folding often keeps them fast.
+FOLD_EVERY = 2.0
+FOLD_LIMIT = 100_000
 
 
 class Heart(threading.Thread):
-    """Beats for worker ``name`` every interval; reaps silent workers after each beat; now and
-    then deletes jobs past their time to keep. ``store_of()`` says where, at each beat: the
+    """Beats for worker ``name`` every interval; reaps silent workers after each beat; folds the
+    running aggregates every ``FOLD_EVERY`` seconds; now and then deletes jobs past their time
+    to keep. ``store_of()`` says where, at each beat: the
     store of the worker's app, which ``configure(url)`` may change."""
 
     def __init__(self, name: str, settings: Settings, store_of: Callable[[], Store]) -> None:
@@ -43,13 +48,26 @@ class Heart(threading.Thread):
         self.beating_since: float | None = None
 
     def run(self) -> None:
-        next_expiry = time.monotonic()
+        next_beat = next_fold = next_expiry = time.monotonic()
         while not self.stopping.is_set():
-            self.beat_and_reap()
+            if time.monotonic() >= next_beat:
+                self.beat_and_reap()
+                next_beat = time.monotonic() + self.interval
+            if time.monotonic() >= next_fold:
+                self.fold()
+                next_fold = time.monotonic() + FOLD_EVERY
             if self.keep and time.monotonic() >= next_expiry:
                 self.expire()
                 next_expiry = time.monotonic() + EXPIRE_EVERY
-            self.stopping.wait(self.interval)
+            self.stopping.wait(max(min(next_beat, next_fold) - time.monotonic(), 0.0))
+
+    def fold(self) -> None:
+        """Move the changes of jobs' figures logged since the last fold into the running
+        aggregates the report and the metrics read (any worker may; one at a time does)."""
+        try:
+            self.store_of().fold_stats(limit=FOLD_LIMIT)
+        except Exception:
+            logger.exception("taskjobs: folding the running aggregates failed")
 
     def expire(self) -> None:
         try:

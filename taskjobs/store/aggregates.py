@@ -1,9 +1,11 @@
-"""The SQL behind the status report: counts, nearest-rank percentiles, ages. Portable SQL only
-(window functions, no percentile_cont), so SQLite, PostgreSQL and MySQL give the same figures."""
+"""The figures of the status report and of the Prometheus metrics: the window's from the
+running aggregates (``stats``), what the store holds now (pending, running, slow jobs, the
+workers' heartbeats) from the jobs' own indexes."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections import defaultdict
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -11,13 +13,15 @@ import sqlalchemy as sa
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import UnaryExpression
 
-from taskjobs.model import CELERY_LOST, ERROR, FINISHED, PENDING, RUNNING, bucket_seconds
-from taskjobs.store import dialects
+from taskjobs.model import PENDING, RUNNING, bucket_seconds
+from taskjobs.store import reads, stats
 from taskjobs.store.reads import job_from_row
 from taskjobs.store.tables import jobs, workers
 
 # Percentiles the report shows, in per cent.
 PERCENTILES = (50, 95)
+# The kinds of running aggregate the report reads over its window.
+REPORT_KINDS = (stats.STATE, stats.WORKER, stats.EXCEPTION, stats.RUNTIME, stats.WAIT)
 
 
 def report_rows(
@@ -29,101 +33,68 @@ def report_rows(
     slow_limit: int,
 ) -> dict[str, Any]:
     """The raw figures of the status report (see ``taskjobs.report``), read in ``connection``'s
-    one transaction.
+    one transaction, which must be a snapshot (the aggregates and the changes not yet folded
+    into them are read in two statements).
 
-    Window figures cover jobs created in [since, until); ``running``, ``oldest_pending``,
-    ``slow`` (running since before ``slow_before``) and the workers' last heartbeats describe
-    the store as it is now.
+    Window figures cover jobs created in [since, until), both taken to the minute by the
+    caller (see ``stats.cover``); ``running``, ``oldest_pending``, ``slow`` (running since
+    before ``slow_before``) and the workers' last heartbeats describe the store as it is now.
+    ``unfolded`` is how many logged changes were read that no fold had moved yet.
     """
     c = jobs.c
-    window = in_window(since, until)
-    wait = dialects.seconds_between(connection.dialect.name, c.created_at, c.started_at)
+    unfolded = stats.backlog(connection)
+    window = stats.Figures(connection, REPORT_KINDS, stats.cover(since, until), unfolded)
     slow = (
         sa.select(jobs)
         .where(c.status == RUNNING, c.started_at < slow_before)
         .order_by(c.started_at)
         .limit(slow_limit)
     )
-    by_worker = counts(connection, [c.worker, c.status], sa.and_(window, c.worker.is_not(None)))
-    running = counts(connection, [c.worker], c.status == RUNNING)
+    by_worker = [(worker, status, n) for worker, status, n, _ in window.of(stats.WORKER)]
+    running = list(reads.running_by_worker(connection).items())
+    exceptions: dict[str, int] = defaultdict(int)
+    for _, exception, count, _ in window.of(stats.EXCEPTION):
+        exceptions[exception] += count
     return {
-        "by_name_and_status": counts(connection, [c.name, c.status], window),
+        "by_name_and_status": [row[:3] for row in window.of(stats.STATE)],
         "by_worker_and_status": by_worker,
         "running_by_worker": running,
         "worker_last_seen": last_heartbeats(
             connection, {row[0] for row in (*by_worker, *running) if row[0]}
         ),
-        "exceptions": counts(connection, [c.exc_type], sa.and_(window, c.exc_type.is_not(None))),
-        "runtime": percentiles(connection, c.runtime, window),
-        "queue_wait": percentiles(connection, wait, sa.and_(window, c.started_at.is_not(None))),
+        "exceptions": sorted(exceptions.items()),
+        "runtime": _percentiles(window, stats.RUNTIME),
+        "queue_wait": _percentiles(window, stats.WAIT),
         "oldest_pending": oldest(connection, c.created_at, c.status == PENDING),
         "slow": [job_from_row(row) for row in connection.execute(slow).mappings()],
-        "timeline": timeline(connection, since, until),
+        "timeline": timeline(connection, since, until, unfolded),
+        "unfolded": len(unfolded),
     }
 
 
 def timeline(
-    connection: sa.Connection, since: datetime, until: datetime
+    connection: sa.Connection,
+    since: datetime,
+    until: datetime,
+    unfolded: Sequence[dict[str, Any]],
 ) -> list[tuple[int, str, int]]:
-    """(bucket, status, count) of the jobs created in [since, until) that ended (finished or
-    error) in it, bucket ``n`` covering the ``n``-th ``bucket_seconds`` from ``since``."""
-    c = jobs.c
+    """(bucket, status, count) of the jobs that ended (finished or error) in [since, until),
+    both on a minute, bucket ``n`` covering the ``n``-th ``bucket_seconds`` from ``since``."""
     width = bucket_seconds(since, until)
-    start = sa.literal(since, type_=c.finished_at.type)
-    offset = dialects.seconds_between(connection.dialect.name, start, c.finished_at)
-    bucket = sa.cast(sa.func.floor(offset / width), sa.Integer).label("bucket")
-    ended = sa.and_(
-        in_window(since, until),
-        c.status.in_((FINISHED, ERROR)),
-        c.finished_at >= since,
-        c.finished_at < until,
-    )
-    query = sa.select(bucket, c.status, sa.func.count()).where(ended).group_by(bucket, c.status)
-    return [(int(b), status, count) for b, status, count in connection.execute(query)]
+    ended = stats.Figures(connection, [stats.ENDED], [(60, since, until)], unfolded,
+                          by_bucket=True)  # fmt: skip
+    counts: dict[tuple[int, str], int] = defaultdict(int)
+    for _, status, start, count, _ in ended.of(stats.ENDED):
+        counts[(int((start - since).total_seconds() // width), status)] += count
+    return [(bucket, status, count) for (bucket, status), count in sorted(counts.items())]
 
 
-def in_window(since: datetime, until: datetime) -> Any:
-    """Jobs created in [since, until)."""
-    return sa.and_(jobs.c.created_at >= since, jobs.c.created_at < until)
-
-
-def counts(connection: sa.Connection, group_by: Iterable[Any], where: Any) -> list[tuple[Any, ...]]:
-    """Row counts per group: tuples of the group values followed by the count."""
-    columns = list(group_by)
-    query = sa.select(*columns, sa.func.count()).where(where).group_by(*columns)
-    return [tuple(row) for row in connection.execute(query)]
-
-
-def percentiles(
-    connection: sa.Connection, value: Any, where: Any
-) -> dict[str, dict[str, float | None]]:
-    """Per task name: nearest-rank percentiles (``p50``, ``p95``) and ``max`` of ``value``."""
-    if dialects.ordered_set_aggregates(connection.dialect.name):
-        return _ordered_set_percentiles(connection, value, where)
-    ranked = (
-        sa.select(
-            jobs.c.name.label("name"),
-            value.label("value"),
-            sa.func.row_number().over(partition_by=jobs.c.name, order_by=value).label("rank"),
-            sa.func.count().over(partition_by=jobs.c.name).label("total"),
-        )
-        .where(where, value.is_not(None))
-        .subquery()
-    )
-    # The nearest rank of percentile p among n values is ceil(p * n / 100).
-    ranks = {f"p{p}": (ranked.c.total * p + 99) // 100 for p in PERCENTILES}
-    query = sa.select(ranked.c.name, ranked.c.value, ranked.c.rank, ranked.c.total).where(
-        sa.or_(ranked.c.rank == ranked.c.total, *(ranked.c.rank == rank for rank in ranks.values()))
-    )
-    found: dict[str, dict[str, float | None]] = {}
-    for name, number, rank, total in connection.execute(query):
-        entry = found.setdefault(name, {})
-        for p in PERCENTILES:
-            if rank == (total * p + 99) // 100:
-                entry[f"p{p}"] = float(number)
-        if rank == total:
-            entry["max"] = float(number)
-    return found
+def _percentiles(window: stats.Figures, kind: str) -> dict[str, dict[str, float]]:
+    """Per task name: the percentiles (``p50``, ``p95``) and ``max`` of one histogram kind."""
+    bins: dict[str, dict[str, int]] = defaultdict(dict)
+    for name, label, count, _ in window.of(kind):
+        bins[name][label] = count
+    return {name: stats.percentiles(found, PERCENTILES) for name, found in bins.items()}
 
 
 def oldest(connection: sa.Connection, column: Any, where: Any) -> datetime | None:
@@ -142,31 +113,11 @@ def last_heartbeats(
     return [(name, last_seen) for name, last_seen in connection.execute(query)]
 
 
-def _ordered_set_percentiles(
-    connection: sa.Connection, value: Any, where: Any
-) -> dict[str, dict[str, float | None]]:
-    """The same figures with PostgreSQL's ``percentile_disc``, which is the nearest rank, in one
-    pass per name instead of numbering every row."""
-    figures = [
-        sa.func.percentile_disc(p / 100).within_group(value).label(f"p{p}") for p in PERCENTILES
-    ]
-    query = (
-        sa.select(jobs.c.name, *figures, sa.func.max(value).label("max"))
-        .where(where, value.is_not(None))
-        .group_by(jobs.c.name)
-    )
-    return {
-        row.name: {
-            key: float(row._mapping[key]) for key in (*(f"p{p}" for p in PERCENTILES), "max")
-        }
-        for row in connection.execute(query)
-    }
-
-
 def metrics_rows(
     connection: sa.Connection, *, now: datetime, since: datetime, buckets: Sequence[float]
 ) -> dict[str, Any]:
-    """The raw figures of the Prometheus metrics, read in ``connection``'s one transaction.
+    """The raw figures of the Prometheus metrics, read in ``connection``'s one transaction (a
+    snapshot, as for ``report_rows``).
 
     ``totals``: (name, status, jobs, retries recorded) over every job. ``errors``: (name,
     exception, jobs, lost) over the jobs in error, ``exception`` being the exception class (the
@@ -174,50 +125,41 @@ def metrics_rows(
     (name, since when its longest-waiting pending job waits), from the job's ETA when it has
     one, jobs whose ETA is still ahead left out. ``histograms``: (name, then for the runtime and
     then the queue wait: the count at most each of ``buckets``, the count and the sum) over the
-    jobs created since ``since`` that started.
+    jobs created since ``since`` (to the minute) that started. ``buckets`` must have two
+    significant digits at most, as the histograms' bins do (see ``stats``).
     """
     c = jobs.c
-    dialect = connection.dialect.name
-    name = _grouping(c.name, dialect)
-    totals = sa.select(
-        c.name, c.status, sa.func.count(), sa.func.sum(sa.func.coalesce(c.retries, 0))
-    ).group_by(name, c.status)
-    exception = sa.func.coalesce(c.exc_type, c.celery_state, "")
-    errors = (
-        sa.select(
-            c.name,
-            exception,
-            sa.func.count(),
-            sa.func.sum(sa.case((c.celery_state == CELERY_LOST, 1), else_=0)),
-        )
-        .where(c.status == ERROR)
-        .group_by(name, exception)
-    )
+    unfolded = stats.backlog(connection)
+    every_job = stats.Figures(connection, [stats.STATE, stats.FAILURE],
+                              [(stats.ALL_TIME, stats.EPOCH, now)], unfolded)  # fmt: skip
+    recent = stats.Figures(connection, [stats.RUNTIME, stats.WAIT], stats.cover(since, now),
+                           unfolded)  # fmt: skip
     waiting_since = sa.case((c.eta > c.created_at, c.eta), else_=c.created_at)
     oldest_pending = (
         sa.select(c.name, sa.func.min(waiting_since))
         .where(c.status == PENDING, sa.or_(c.eta.is_(None), c.eta <= now))
-        .group_by(name)
+        .group_by(_grouping(c.name, connection.dialect.name))
     )
-    wait = dialects.seconds_between(dialect, waiting_since, c.started_at)
-
-    def histogram(value: Any) -> list[Any]:
-        cumulative = [sa.func.sum(sa.case((value <= bound, 1), else_=0)) for bound in buckets]
-        return [*cumulative, sa.func.count(value), sa.func.sum(value)]
-
-    # A pending job that started before keeps that start (a retry): only a started one counts.
-    histograms = (
-        sa.select(c.name, *histogram(c.runtime), *histogram(wait))
-        .where(
-            c.status.in_((RUNNING, FINISHED, ERROR)),
-            c.created_at >= since,
-            c.started_at.is_not(None),
-        )
-        .group_by(c.name)
-    )
-    queries = {"totals": totals, "errors": errors, "oldest_pending": oldest_pending,
-               "histograms": histograms}  # fmt: skip
-    return {key: [tuple(row) for row in connection.execute(q)] for key, q in queries.items()}
+    histograms: dict[str, list[Any]] = {}
+    for offset, kind in enumerate((stats.RUNTIME, stats.WAIT)):
+        for name, label, count, total in recent.of(kind):
+            figures = histograms.setdefault(name, [0] * (2 * (len(buckets) + 2)))
+            start = offset * (len(buckets) + 2)
+            bound = stats.bin_bound(label)
+            for index, limit in enumerate(buckets):
+                if bound <= limit:
+                    figures[start + index] += count
+            figures[start + len(buckets)] += count
+            figures[start + len(buckets) + 1] += total
+    return {
+        "totals": [(name, status, jobs, retries)
+                   for name, status, jobs, retries in every_job.of(stats.STATE)],
+        "errors": [(name, exception, jobs, lost)
+                   for name, exception, jobs, lost in every_job.of(stats.FAILURE)],
+        "oldest_pending": [tuple(row) for row in connection.execute(oldest_pending)],
+        "histograms": [(name, *figures) for name, figures in sorted(histograms.items())],
+        "unfolded": len(unfolded),
+    }  # fmt: skip
 
 
 def _grouping(column: Any, dialect: str) -> Any:

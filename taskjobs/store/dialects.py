@@ -43,15 +43,23 @@ def ordered_set_aggregates(dialect: str) -> bool:
     return dialect == POSTGRESQL
 
 
+def snapshot_isolation(dialect: str) -> bool:
+    """Whether a transaction must ask for REPEATABLE READ for all its statements to read one
+    snapshot: on PostgreSQL (whose default reads anew at each statement) and MySQL (in case a
+    server's default is lower); SQLite's read transactions are snapshots."""
+    return dialect == POSTGRESQL or is_mysql(dialect)
+
+
 def upsert(
     dialect: str,
     table: sa.Table,
     values: Mapping[str, Any],
-    key: str,
+    key: str | Sequence[str],
     updates: Callable[[Any], Sequence[tuple[str, Any]]],
 ) -> Any:
-    """An INSERT of ``values`` into ``table`` that, where a row with the same ``key`` exists,
-    sets ``updates(new)`` on it instead, ``new`` being the values the INSERT brought.
+    """An INSERT of ``values`` into ``table`` that, where a row with the same ``key`` (a column,
+    or several) exists, sets ``updates(new)`` on it instead, ``new`` being the values the INSERT
+    brought.
 
     ``updates`` is an ordered list: MySQL applies assignments left to right, and later ones see
     the results of earlier ones.
@@ -60,7 +68,8 @@ def upsert(
     if is_mysql(dialect):
         return insert.on_duplicate_key_update(list(updates(insert.inserted)))
     return insert.on_conflict_do_update(
-        index_elements=[table.c[key]], set_=dict(updates(insert.excluded))
+        index_elements=[table.c[column] for column in ([key] if isinstance(key, str) else key)],
+        set_=dict(updates(insert.excluded)),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,9 @@ LOCK_NAME = "taskjobs_migrate"
 LOCK_KEY = 0x7461736B6A6F6273  # "taskjobs"
 # Seconds a process waits for another one's migration to finish (MySQL's GET_LOCK).
 LOCK_TIMEOUT = 60
+# Alembic runs a migration through module-level proxies (``alembic.context``, ``alembic.op``):
+# two threads migrating two databases at once would replace each other's.
+_alembic = threading.Lock()
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
@@ -59,7 +63,8 @@ def upgrade(engine: Engine, *, write_option: dict[str, Any]) -> tuple[str | None
                 _lock(connection)
                 before = _revision(connection)
                 if before != head:
-                    command.upgrade(alembic_config(connection), "head")
+                    with _alembic:
+                        command.upgrade(alembic_config(connection), "head")
         finally:
             _unlock(connection)
     return before, head

@@ -5,6 +5,7 @@ module of its concept (``writes``, ``reads``, ``workers``, ``deletes``, ``aggreg
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
 import weakref
 from collections.abc import Collection, Iterable, Iterator, Sequence
@@ -18,7 +19,7 @@ from sqlalchemy.engine import URL
 from taskjobs.errors import StoreError
 from taskjobs.lifecycle import Event, Note
 from taskjobs.model import Job
-from taskjobs.store import aggregates, deletes, reads, schema, workers, writes
+from taskjobs.store import aggregates, deletes, dialects, reads, schema, stats, workers, writes
 from taskjobs.store.engine import WRITE_OPTION, create_engine, parse_url, safe_url
 from taskjobs.store.records import JobQuery, Transition, Worker
 
@@ -26,6 +27,10 @@ if TYPE_CHECKING:
     from taskjobs.store.protocol import JobStore
 
 
+logger = logging.getLogger("taskjobs")
+
+# A read that met this many changes no fold had moved folds them after it.
+FOLD_ON_READ = 2_000
 # Seconds a read waits for this process's queued publishes before it goes on without them.
 SETTLE_TIMEOUT = 2.0
 
@@ -265,26 +270,56 @@ class Store:
     def report_rows(
         self, *, since: datetime, until: datetime, slow_before: datetime, slow_limit: int
     ) -> dict[str, Any]:
-        """The raw figures of the status report, read in one transaction (see ``taskjobs.report``).
+        """The raw figures of the status report, read in one snapshot (see ``taskjobs.report``).
 
-        Window figures cover jobs created in [since, until); ``running``, ``oldest_pending`` and
-        ``slow`` (running since before ``slow_before``) describe the store as it is now, and
-        ``worker_last_seen`` the last heartbeat of each worker the other figures name.
+        Window figures cover jobs created in [since, until), both on a minute (see
+        ``stats.cover``); ``running``, ``oldest_pending`` and ``slow`` (running since before
+        ``slow_before``) describe the store as it is now, and ``worker_last_seen`` the last
+        heartbeat of each worker the other figures name.
         """
-        with self._transaction() as connection:
-            return aggregates.report_rows(
+        with self._transaction(snapshot=True) as connection:
+            rows = aggregates.report_rows(
                 connection, since=since, until=until, slow_before=slow_before, slow_limit=slow_limit
             )
+        self._fold_if_behind(rows["unfolded"])
+        return rows
 
     def metrics_rows(
         self, *, now: datetime, since: datetime, buckets: Sequence[float]
     ) -> dict[str, Any]:
-        """The raw figures of the Prometheus metrics, read in one transaction: totals by name and
+        """The raw figures of the Prometheus metrics, read in one snapshot: totals by name and
         state over every job, errors by name and exception, the oldest pending wait per name,
         and runtime and queue wait bucket counts per name over the jobs created since ``since``
         (see ``aggregates.metrics_rows``)."""
-        with self._transaction() as connection:
-            return aggregates.metrics_rows(connection, now=now, since=since, buckets=buckets)
+        with self._transaction(snapshot=True) as connection:
+            rows = aggregates.metrics_rows(connection, now=now, since=since, buckets=buckets)
+        self._fold_if_behind(rows["unfolded"])
+        return rows
+
+    def fold_stats(self, *, limit: int | None = None) -> int:
+        """Move the logged changes of jobs' figures into the running aggregates, a batch per
+        transaction, until none is left or ``limit`` moved; returns how many moved. Another
+        process folding at the same time makes this one stop (its batch would wait)."""
+        moved = 0
+        while limit is None or moved < limit:
+            batch = stats.FOLD_BATCH if limit is None else min(stats.FOLD_BATCH, limit - moved)
+            with self._transaction(write=True) as connection:
+                done = stats.fold(connection, batch)
+            moved += done
+            if done < batch:
+                break
+        return moved
+
+    def _fold_if_behind(self, unfolded: int) -> None:
+        """After a read that met many changes no fold had moved (no worker folds them, or the
+        store was just upgraded), fold them, so the next read need not add them up again. A
+        store this process cannot write (a read-only user, a replica) is only read."""
+        if unfolded < FOLD_ON_READ:
+            return
+        try:
+            self.fold_stats()
+        except StoreError as exc:
+            logger.debug("taskjobs: could not fold the running aggregates: %s", exc)
 
     def upgrade(self) -> tuple[str | None, str | None]:
         """Bring the schema to the newest version; returns (revision before, revision now)."""
@@ -327,8 +362,12 @@ class Store:
                 self._local.connection = None
 
     @contextmanager
-    def _transaction(self, *, write: bool = False) -> Iterator[sa.Connection]:
-        """One transaction, committed on success; database errors become ``StoreError``."""
+    def _transaction(
+        self, *, write: bool = False, snapshot: bool = False
+    ) -> Iterator[sa.Connection]:
+        """One transaction, committed on success; database errors become ``StoreError``. With
+        ``snapshot``, every statement of it sees the same committed state (SQLite's read
+        transactions always do)."""
         batched: sa.Connection | None = getattr(self._local, "connection", None)
         if batched is not None:
             with self._errors("write jobs" if write else "read jobs"):
@@ -341,6 +380,8 @@ class Store:
             connection = self.engine.connect()
             if write:
                 connection = connection.execution_options(**{WRITE_OPTION: True})
+            if snapshot and dialects.snapshot_isolation(connection.dialect.name):
+                connection = connection.execution_options(isolation_level="REPEATABLE READ")
             with connection, connection.begin():
                 yield connection
 

@@ -143,3 +143,47 @@ workers = sa.Table(
     mysql_charset="utf8mb4",
     mysql_engine="InnoDB",
 )
+
+STAT_CHANGES_TABLE = "taskjobs_stat_changes"
+STATS_TABLE = "taskjobs_stats"
+
+# What the figures of one job were before (sign -1) or after (sign +1) a change to them: the
+# database writes these rows itself (triggers, see migration 0007) whenever a job is inserted,
+# deleted, or changed in a column below, and ``stats.fold`` moves them into ``stats``.
+stat_changes = sa.Table(
+    STAT_CHANGES_TABLE,
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("sign", sa.SmallInteger, nullable=False),
+    key_column("name", nullable=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    key_column("worker", nullable=True),
+    key_column("exc_type", nullable=True),
+    # The job's Celery state while it is in error (a lost or revoked job), else NULL.
+    sa.Column("celery_state", sa.String(32), nullable=True),
+    sa.Column("retries", sa.Integer, nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("eta", UTCDateTime, nullable=True),
+    sa.Column("started_at", UTCDateTime, nullable=True),
+    sa.Column("finished_at", UTCDateTime, nullable=True),
+    sa.Column("runtime", sa.Float, nullable=True),
+    mysql_charset="utf8mb4",
+    mysql_engine="InnoDB",
+)
+
+# Running aggregates of the jobs: per time bucket (``width`` seconds from ``bucket_start``; width
+# 0 is all time), kind of figure, task (or worker) name and label (a state, an exception, or a
+# histogram bin's upper bound): how many jobs, and the sum of the kind's value.
+stats = sa.Table(
+    STATS_TABLE,
+    metadata,
+    sa.Column("width", sa.Integer, primary_key=True),
+    sa.Column("bucket_start", UTCDateTime, primary_key=True),
+    sa.Column("kind", sa.String(16), primary_key=True),
+    key_column("name", primary_key=True),
+    key_column("label", primary_key=True),
+    sa.Column("jobs", sa.BigInteger, nullable=False),
+    sa.Column("total", sa.Double, nullable=False),
+    mysql_charset="utf8mb4",
+    mysql_engine="InnoDB",
+)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -77,11 +78,14 @@ def test_report_figures_are_exact(store: Store, db_kind: str) -> None:
     assert a.failure_rate == pytest.approx(2 / 12)
     # Nearest rank: p50 of ten values is the 5th, p95 the 10th.
     assert (a.runtime_p50, a.runtime_p95, a.runtime_max) == (5.0, 10.0, 10.0)
-    # Waits come from each database's own time arithmetic: exact to the microsecond, and to
-    # SQLite's julianday precision (about 50 µs).
-    assert a.wait_p50 == pytest.approx(5.0, abs=1e-4 if db_kind == "sqlite" else 1e-7)
-    assert a.wait_p95 == pytest.approx(10.0, abs=1e-4 if db_kind == "sqlite" else 1e-7)
-    assert a.throughput_per_minute == pytest.approx(10 / 180)
+    # Waits are the stored times' differences, exact to the microsecond on every database.
+    assert (a.wait_p50, a.wait_p95) == (5.0, 10.0)
+    # The window is taken to whole minutes, the start down and the end up.
+    assert report.since <= since < report.since + timedelta(minutes=1)
+    assert report.until - timedelta(minutes=1) < now <= report.until
+    assert report.since.second == report.until.second == 0
+    minutes = (report.until - report.since).total_seconds() / 60
+    assert a.throughput_per_minute == pytest.approx(10 / minutes)
     assert tasks["b"].failure_rate == 1.0 and tasks["b"].runtime_p50 is None
     assert tasks["c"].failure_rate is None
 
@@ -108,7 +112,7 @@ def test_report_as_json_data() -> None:
     now = utcnow()
     since = seed(now)
     data = build_report(since=since, until=now).as_dict()
-    assert data["since"] == since.isoformat()
+    assert data["since"] == since.replace(second=0, microsecond=0).isoformat()
     assert data["tasks"][0]["name"] == "a" and data["tasks"][0]["runtime_p95"] == 10.0
     assert isinstance(data["long_running"], list)
 
@@ -155,11 +159,16 @@ def test_figures_of_tasks_and_workers_with_nothing_of_a_kind() -> None:
     assert report.exceptions == [("IndexError", 1), ("KeyError", 1)]
 
 
-def test_throughput_over_a_window_shorter_than_a_second_counts_it_as_one() -> None:
+def test_a_window_shorter_than_a_minute_is_the_minute_that_holds_it() -> None:
     moment = datetime(2026, 1, 1, tzinfo=timezone.utc)
-    transition("ok", "finished", {"name": "fast"}, at=moment)
-    report = build_report(since=moment, until=moment + timedelta(milliseconds=500))
-    assert report.tasks[0].throughput_per_minute == 60.0
+    transition("ok", "finished", {"name": "fast"}, at=moment + timedelta(seconds=20))
+    transition("next", "finished", {"name": "fast"}, at=moment + timedelta(minutes=1))
+    report = build_report(
+        since=moment + timedelta(seconds=10), until=moment + timedelta(seconds=10.5)
+    )
+    assert (report.since, report.until) == (moment, moment + timedelta(minutes=1))
+    assert report.tasks[0].counts["finished"] == 1
+    assert report.tasks[0].throughput_per_minute == 1.0
 
 
 def test_long_running_jobs_are_those_started_before_the_threshold_at_most_twenty() -> None:
@@ -186,17 +195,35 @@ def test_the_default_window_is_the_last_day() -> None:
     transition("hour-ago", "finished", {"name": "t"}, at=now - timedelta(hours=1))
     transition("two-days-ago", "finished", {"name": "t"}, at=now - timedelta(days=2))
     report = build_report()
-    assert report.until - report.since == timedelta(days=1)
+    # A day, taken to whole minutes: the start down, the end up.
+    assert report.since <= now - timedelta(days=1) < report.since + timedelta(minutes=1)
+    assert report.until - timedelta(minutes=1) < now <= report.until
     assert report.totals["finished"] == 1
 
 
 def test_percentiles_are_the_nearest_rank_on_every_database() -> None:
-    """101 values, 1 to 101: the nearest rank of p50 is the 51st, of p95 the 96th."""
+    """101 values, 1 to 101: the nearest rank of p50 is the 51st, of p95 the 96th. Values of
+    two significant digits are exact; 101 reads as 110, rounded up to two."""
     moment = datetime(2026, 1, 1, tzinfo=timezone.utc)
     for i in range(1, 102):
         transition(f"r{i}", "finished", {"name": "many", "runtime": float(i)}, at=moment)
     (task,) = build_report(since=moment, until=moment + timedelta(hours=1)).tasks
-    assert (task.runtime_p50, task.runtime_p95, task.runtime_max) == (51.0, 96.0, 101.0)
+    assert (task.runtime_p50, task.runtime_p95, task.runtime_max) == (51.0, 96.0, 110.0)
+
+
+def test_percentiles_are_never_below_the_exact_ones_and_less_than_ten_percent_above() -> None:
+    """The documented error bound, on values of many digits over six orders of magnitude."""
+    moment = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    rng = random.Random(7)
+    values = [10 ** rng.uniform(-3, 3) for _ in range(300)]
+    for i, value in enumerate(values):
+        transition(f"v{i}", "finished", {"name": "wide", "runtime": value}, at=moment)
+    (task,) = build_report(since=moment, until=moment + timedelta(hours=1)).tasks
+    ordered = sorted(values)
+    exact = {"p50": ordered[149], "p95": ordered[284], "max": ordered[-1]}
+    found = {"p50": task.runtime_p50, "p95": task.runtime_p95, "max": task.runtime_max}
+    for key, value in exact.items():
+        assert value <= found[key] < value * 1.1, key
 
 
 def test_a_workers_last_seen_is_its_heartbeat_not_its_jobs_changes(store: Store) -> None:

@@ -1,0 +1,120 @@
+"""Report scale benchmark: the status report and the metrics' reads over 1,000,000 and
+10,000,000 jobs, read from the running aggregates.
+
+    python bench/report_scale.py [--sizes 1000000,10000000] [--databases sqlite,postgresql]
+
+Seeds a scratch database per kind and size with ``queries.py``'s jobs (7 days, 50 task names,
+10 workers), through the triggers that log each job's figures, then times: the fold of those
+changes into the aggregates (what a worker's heartbeat does as it goes), the report over the last
+24 hours (``build_report``), ``/metrics``' reads (``metrics_rows``), and counts the aggregate rows
+each read covers. The report's cost should follow the buckets and task names, not the jobs.
+Results go to bench/results/report-scale-<time>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import random
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import taskjobs  # noqa: E402
+from bench.harness import save_results  # noqa: E402
+from bench.queries import seed, timed  # noqa: E402
+from taskjobs.model import utcnow  # noqa: E402
+from taskjobs.report import build_report  # noqa: E402
+from taskjobs.store import stats  # noqa: E402
+from taskjobs.store.tables import stats as stats_table  # noqa: E402
+from taskjobs.web.metrics import BUCKETS, HISTOGRAM_WINDOW  # noqa: E402
+from tests.services import scratch_database  # noqa: E402
+
+
+def covered_rows(store: taskjobs.store.Store) -> dict[str, int]:
+    """How many aggregate rows the report's window and the whole table hold."""
+    now = utcnow()
+    c = stats_table.c
+    ranges = stats.cover(now - timedelta(hours=24), now)
+    window = sa.or_(
+        *(sa.and_(c.width == w, c.bucket_start >= a, c.bucket_start < b) for w, a, b in ranges)
+    )
+    with store.engine.connect() as connection:
+        total = connection.scalar(sa.select(sa.func.count()).select_from(stats_table))
+        read = connection.scalar(sa.select(sa.func.count()).where(window))
+    return {"aggregate_rows": int(total or 0), "report_window_rows": int(read or 0)}
+
+
+def run(kind: str, count: int, repeat: int, tmp: str) -> dict[str, Any]:
+    rng = random.Random(1234)
+    with scratch_database(kind, tmp) as url:
+        store = taskjobs.configure(url)
+        started = time.perf_counter()
+        seed(store, count, rng, fold=False)
+        seeded = time.perf_counter() - started
+        started = time.perf_counter()
+        folded = store.fold_stats()
+        fold_seconds = time.perf_counter() - started
+        print(f"  folded {folded:,} changes in {fold_seconds:.1f} s")
+        if store.engine.dialect.name == "postgresql":
+            with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
+                c.exec_driver_sql("VACUUM ANALYZE taskjobs_stats")
+        now = utcnow()
+        result = {
+            "seed_seconds": seeded,
+            "fold_seconds": fold_seconds,
+            "changes_folded": folded,
+            "changes_per_second": folded / fold_seconds if fold_seconds else None,
+            **covered_rows(store),
+            "timings": {
+                "report, last 24 h": timed(build_report, repeat),
+                "metrics_rows": timed(
+                    lambda: store.metrics_rows(
+                        now=now, since=now - HISTOGRAM_WINDOW, buckets=BUCKETS
+                    ),
+                    repeat,
+                ),
+            },
+        }
+        store.dispose()
+        taskjobs.configure(None)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1000000,10000000")
+    parser.add_argument("--databases", default="sqlite,postgresql")
+    parser.add_argument("--repeat", type=int, default=10)
+    args = parser.parse_args()
+    report: dict[str, Any] = {
+        "python": platform.python_version(),
+        "sqlalchemy": sa.__version__,
+        "results": {},
+    }
+    with tempfile.TemporaryDirectory(prefix="taskjobs-bench-") as tmp:
+        for size in (int(part) for part in args.sizes.split(",")):
+            for kind in args.databases.split(","):
+                print(f"{kind}: seeding {size:,} jobs")
+                result = run(kind, size, args.repeat, tmp)
+                report["results"][f"{kind}-{size}"] = result
+                timings = result["timings"]
+                print(
+                    f"  report {timings['report, last 24 h']['median_ms']:.1f} ms, "
+                    f"metrics {timings['metrics_rows']['median_ms']:.1f} ms, "
+                    f"{result['report_window_rows']:,} aggregate rows read of "
+                    f"{result['aggregate_rows']:,}"
+                )
+    save_results("report-scale", report)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,297 @@
+"""Running aggregates: the report's and the metrics' figures, kept per time bucket so that
+reading them costs what the buckets of the window cost, not what its jobs cost.
+
+The database logs each change of a job's figures itself (``tables.stat_changes``: the job's
+values before, with sign -1, and after, with sign +1, written by triggers on every insert,
+delete and relevant update, see migration 0007). ``fold`` moves a batch of those changes into
+``tables.stats``, which holds, per bucket of each width and per kind of figure (``KINDS``), a
+count of jobs and the sum of a value. A reader adds the changes not yet folded to what is, in
+one snapshot, so the figures are exact whenever they are read, folded or not.
+
+Each job counts in the buckets of the minute, ten minutes and hour it was created in (the
+kinds ``STATE``, ``WORKER``, ``EXCEPTION``, ``RUNTIME``, ``WAIT``), in the minute it ended
+(``ENDED``), or in all time (``STATE`` again, ``FAILURE``). A window is read as whole hours, then
+whole ten minutes, then whole minutes at its edges (``cover``): its edges are taken to the
+minute, the start down and the end up.
+
+Durations are kept as histograms: each value counts in the bin of its upper bound rounded up to
+two significant digits (``bin_label``: 0.1234 s counts as 0.13 s). A percentile read from them
+is the nearest-rank value rounded up so: never below the exact one, and less than 10% above it
+(exact when the values have two significant digits or fewer). Every bound of the metrics'
+buckets has two significant digits, so their counts are exact.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import datetime, timedelta, timezone
+from decimal import ROUND_CEILING, Decimal
+from typing import Any
+
+import sqlalchemy as sa
+
+from taskjobs.model import CELERY_LOST, ERROR, FINISHED, RUNNING
+from taskjobs.store import dialects
+from taskjobs.store.tables import stat_changes, stats
+
+# The widths of the buckets, in seconds, widest first; 0 is the one bucket of all time.
+WIDTHS = (3600, 600, 60)
+ALL_TIME = 0
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+# The kinds of figure, each with what its ``name`` and ``label`` hold and what ``total`` sums.
+STATE = "state"  # task name, status; retries. Created-at buckets and all time.
+WORKER = "worker"  # worker, status. Created-at buckets, jobs with a worker.
+EXCEPTION = "exception"  # task name, exception class. Created-at buckets, jobs with one.
+FAILURE = "failure"  # task name, exception class or Celery state; jobs lost. All time, errors.
+RUNTIME = "runtime"  # task name, bin; seconds run. Created-at buckets, jobs with one.
+WAIT = "wait"  # task name, bin; seconds waited. Created-at buckets, started jobs.
+ENDED = "ended"  # "", status. Minute buckets of the end, finished and error jobs.
+KINDS = (STATE, WORKER, EXCEPTION, FAILURE, RUNTIME, WAIT, ENDED)
+
+# The statuses of a job that started its current attempt (a pending retry keeps an old start).
+STARTED = frozenset({RUNNING, FINISHED, ERROR})
+# Changes one fold moves at most, in one transaction.
+FOLD_BATCH = 10_000
+# Database-wide lock that lets one process at a time fold (see ``dialects.try_lock``).
+FOLD_LOCK = 0x7461736B666F6C64  # "taskfold"
+FOLD_LOCK_NAME = "taskjobs_fold"
+# Ids deleted per statement.
+_DELETE_CHUNK = 1000
+
+# (width, bucket start, kind, name, label)
+Key = tuple[int, datetime, str, str, str]
+
+
+def bin_label(seconds: float) -> str:
+    """The histogram bin of a duration: its upper bound, ``seconds`` rounded up to two
+    significant digits, as text ("0.13", "120"); "0" for zero or less (a clock that went
+    backwards)."""
+    if not seconds > 0:
+        return "0"
+    value = Decimal(repr(float(seconds)))
+    exponent = value.adjusted() - 1  # keeps two digits
+    rounded = value.scaleb(-exponent).to_integral_value(ROUND_CEILING).scaleb(exponent)
+    return format(rounded.normalize(), "f")
+
+
+def bin_bound(label: str) -> float:
+    """The upper bound a bin label stands for."""
+    return float(label)
+
+
+def bucket_start(at: datetime, width: int) -> datetime:
+    """The start of the bucket of ``width`` seconds that holds ``at``."""
+    if width == ALL_TIME:
+        return EPOCH
+    seconds = int((at - EPOCH).total_seconds() // width) * width
+    return EPOCH + timedelta(seconds=seconds)
+
+
+def expand(change: Mapping[str, Any]) -> Iterator[tuple[Key, int, float]]:
+    """What one logged change adds to the aggregates: (key, jobs, total) for every bucket and
+    kind it counts in."""
+    sign = int(change["sign"])
+    name = change["name"] or ""
+    status = change["status"]
+    created = change["created_at"]
+    created_keys = [(width, bucket_start(created, width)) for width in WIDTHS]
+    every_time = (ALL_TIME, EPOCH)
+
+    def counted(
+        kind: str, label: str, total: float, buckets: Iterable[tuple[int, datetime]], who: str
+    ) -> Iterator[tuple[Key, int, float]]:
+        for width, start in buckets:
+            yield (width, start, kind, who, label), sign, sign * total
+
+    yield from counted(STATE, status, change["retries"] or 0, [*created_keys, every_time], name)
+    if change["worker"] is not None:
+        yield from counted(WORKER, status, 0.0, created_keys, change["worker"])
+    if change["exc_type"] is not None:
+        yield from counted(EXCEPTION, change["exc_type"], 0.0, created_keys, name)
+    if status == ERROR:
+        exception = change["exc_type"] or change["celery_state"] or ""
+        lost = 1.0 if change["celery_state"] == CELERY_LOST else 0.0
+        yield from counted(FAILURE, exception, lost, [every_time], name)
+    runtime = change["runtime"]
+    if status in STARTED and runtime is not None:
+        yield from counted(RUNTIME, bin_label(runtime), runtime, created_keys, name)
+    if status in STARTED and change["started_at"] is not None:
+        # From the ETA when there is one and it is later than the publish.
+        eta = change["eta"]
+        since = eta if eta is not None and eta > created else created
+        wait = max((change["started_at"] - since).total_seconds(), 0.0)
+        yield from counted(WAIT, bin_label(wait), wait, created_keys, name)
+    if status in (FINISHED, ERROR) and change["finished_at"] is not None:
+        minute = bucket_start(change["finished_at"], 60)
+        yield from counted(ENDED, status, 0.0, [(60, minute)], "")
+
+
+def fold(connection: sa.Connection, limit: int = FOLD_BATCH) -> int:
+    """Move up to ``limit`` logged changes, oldest first, into the aggregates; returns how many
+    moved (0 as well when another process is folding). ``connection`` is in a write
+    transaction."""
+    dialect = connection.dialect.name
+    with dialects.try_lock(connection, key=FOLD_LOCK, name=FOLD_LOCK_NAME) as held:
+        if not held:
+            return 0
+        query = sa.select(stat_changes).order_by(stat_changes.c.id).limit(limit)
+        changes = [dict(row) for row in connection.execute(query).mappings()]
+        if not changes:
+            return 0
+        sums = add_up(changes)
+        rows = [
+            {"width": w, "bucket_start": b, "kind": k, "name": n, "label": label,
+             "jobs": jobs, "total": total}
+            for (w, b, k, n, label), (jobs, total) in sums.items()
+            if jobs or total
+        ]  # fmt: skip
+        if rows:
+            connection.execute(_upsert(dialect), rows)
+            emptied = [row for row in rows if row["jobs"] < 0]
+            if emptied:
+                connection.execute(_delete_empty(), emptied)
+        ids = [change["id"] for change in changes]
+        for start in range(0, len(ids), _DELETE_CHUNK):
+            chunk = ids[start : start + _DELETE_CHUNK]
+            connection.execute(sa.delete(stat_changes).where(stat_changes.c.id.in_(chunk)))
+        return len(changes)
+
+
+def add_up(changes: Iterable[Mapping[str, Any]]) -> dict[Key, list[Any]]:
+    """The sums of jobs and totals per key that ``changes`` add."""
+    sums: dict[Key, list[Any]] = defaultdict(lambda: [0, 0.0])
+    for change in changes:
+        for key, jobs, total in expand(change):
+            entry = sums[key]
+            entry[0] += jobs
+            entry[1] += total
+    return sums
+
+
+def _upsert(dialect: str) -> Any:
+    columns = ("width", "bucket_start", "kind", "name", "label", "jobs", "total")
+    values = {column: sa.bindparam(column, type_=stats.c[column].type) for column in columns}
+    return dialects.upsert(
+        dialect,
+        stats,
+        values,
+        ("width", "bucket_start", "kind", "name", "label"),
+        lambda new: [
+            ("jobs", stats.c.jobs + new["jobs"]),
+            ("total", stats.c.total + new["total"]),
+        ],
+    )
+
+
+def _delete_empty() -> Any:
+    """The DELETE of a bucket's row once no job counts in it."""
+    c = stats.c
+    match = [c[column] == sa.bindparam(column, type_=c[column].type)
+             for column in ("width", "bucket_start", "kind", "name", "label")]  # fmt: skip
+    return sa.delete(stats).where(*match, c.jobs == 0)
+
+
+def backlog(connection: sa.Connection) -> list[dict[str, Any]]:
+    """Every logged change not yet folded, as the sums it adds (see ``Figures``)."""
+    return [dict(row) for row in connection.execute(sa.select(stat_changes)).mappings()]
+
+
+def to_minutes(since: datetime, until: datetime) -> tuple[datetime, datetime]:
+    """[since, until) widened to whole minutes: the start down, the end up."""
+    end = bucket_start(until, 60)
+    return bucket_start(since, 60), end if end >= until else end + timedelta(minutes=1)
+
+
+def cover(since: datetime, until: datetime) -> list[tuple[int, datetime, datetime]]:
+    """The buckets that make up [since, until), its edges taken to the minute (the start down,
+    the end up): (width, first bucket start, end) ranges, the widest buckets first."""
+    start, end = to_minutes(since, until)
+    ranges: list[tuple[int, datetime, datetime]] = []
+
+    def split(low: datetime, high: datetime, widths: Sequence[int]) -> None:
+        if low >= high:
+            return
+        width, narrower = widths[0], widths[1:]
+        first = bucket_start(low, width)
+        if first < low:
+            first += timedelta(seconds=width)
+        last = bucket_start(high, width)
+        if not narrower:
+            ranges.append((width, low, high))
+        elif first < last:
+            ranges.append((width, first, last))
+            split(low, first, narrower)
+            split(last, high, narrower)
+        else:
+            split(low, high, narrower)
+
+    split(start, end, WIDTHS)
+    return ranges
+
+
+class Figures:
+    """The aggregates of some kinds over some buckets: the folded sums plus the logged changes
+    not yet folded, read in one snapshot."""
+
+    def __init__(
+        self,
+        connection: sa.Connection,
+        kinds: Sequence[str],
+        ranges: Sequence[tuple[int, datetime, datetime]],
+        unfolded: Sequence[Mapping[str, Any]],
+        *,
+        by_bucket: bool = False,
+    ) -> None:
+        c = stats.c
+        where = sa.or_(
+            *(sa.and_(c.width == w, c.bucket_start >= a, c.bucket_start < b) for w, a, b in ranges)
+        )
+        group = [c.kind, c.name, c.label, *([c.bucket_start] if by_bucket else [])]
+        query = (
+            sa.select(*group, sa.func.sum(c.jobs), sa.func.sum(c.total))
+            .where(c.kind.in_(list(kinds)), where)
+            .group_by(*group)
+        )
+        self.sums: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0, 0.0])
+        for *found, jobs, total in connection.execute(query):
+            self._add(tuple(found), int(jobs), float(total))
+        wanted = set(kinds)
+        for (width, start, kind, name, label), (jobs, total) in add_up(unfolded).items():
+            if kind in wanted and any(w == width and a <= start < b for w, a, b in ranges):
+                self._add((kind, name, label, *([start] if by_bucket else [])), jobs, total)
+
+    def _add(self, key: tuple[Any, ...], jobs: int, total: float) -> None:
+        entry = self.sums[key]
+        entry[0] += jobs
+        entry[1] += total
+
+    def of(self, kind: str) -> Iterator[tuple[Any, ...]]:
+        """(name, label[, bucket start], jobs, total) of one kind, for the keys with jobs."""
+        for key, (jobs, total) in sorted(self.sums.items(), key=_order):
+            if key[0] == kind and jobs:
+                yield (*key[1:], jobs, total)
+
+
+def _order(item: tuple[tuple[Any, ...], list[Any]]) -> tuple[str, ...]:
+    return tuple(str(part) for part in item[0])
+
+
+def percentiles(bins: Mapping[str, int], points: Iterable[int]) -> dict[str, float]:
+    """Nearest-rank percentiles (``p<n>`` for each of ``points``) and ``max`` of the values
+    counted in ``bins`` (label: count); each the upper bound of its bin."""
+    ordered = sorted(((bin_bound(label), count) for label, count in bins.items() if count > 0))
+    total = sum(count for _, count in ordered)
+    if not total:
+        return {}
+    found: dict[str, float] = {"max": ordered[-1][0]}
+    for point in points:
+        rank = (total * point + 99) // 100
+        seen = 0
+        for bound, count in ordered:
+            seen += count
+            if seen >= rank:
+                found[f"p{point}"] = bound
+                break
+    return found

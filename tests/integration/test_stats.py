@@ -1,0 +1,218 @@
+"""The running aggregates stay exactly what the jobs' rows add up to, whatever writes them
+(the lifecycle's upserts, setJob, deletes, purges) and however much of the log is folded."""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Iterator, Mapping
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from taskjobs.api.job import setJob
+from taskjobs.model import CELERY_LOST, ERROR, FINISHED, PENDING, RUNNING
+from taskjobs.report import build_report
+from taskjobs.store import Store, stats
+from taskjobs.store.tables import jobs, stat_changes
+from tests.writes import transition
+
+pytestmark = pytest.mark.usefixtures("store")
+
+MOMENT = datetime(2026, 3, 1, 12, tzinfo=timezone.utc)
+NAMES = ["a", "b", None]
+WORKERS = ["celery@w1", "celery@w2", None]
+EXCEPTIONS = ["ValueError", "KeyError", None]
+
+
+def expected(store: Store) -> dict[stats.Key, tuple[int, float]]:
+    """The aggregates the stored jobs add up to, computed from their rows."""
+    with store.engine.connect() as connection:
+        rows = [dict(row) for row in connection.execute(sa.select(jobs)).mappings()]
+    changes = [
+        {**row, "sign": 1, "celery_state": row["celery_state"] if row["status"] == ERROR else None}
+        for row in rows
+    ]
+    return _nonzero(stats.add_up(changes))
+
+
+def kept(store: Store) -> dict[stats.Key, tuple[int, float]]:
+    """The aggregates as a reader finds them: the folded sums plus the changes not folded."""
+    with store.engine.connect() as connection:
+        folded = {
+            (row.width, row.bucket_start, row.kind, row.name, row.label): [row.jobs, row.total]
+            for row in connection.execute(sa.select(stats.stats))
+        }
+        for key, (count, total) in stats.add_up(stats.backlog(connection)).items():
+            entry = folded.setdefault(key, [0, 0.0])
+            entry[0] += count
+            entry[1] += total
+    return _nonzero(folded)
+
+
+def _nonzero(sums: Mapping[stats.Key, list[Any]]) -> dict[stats.Key, tuple[int, float]]:
+    return {
+        key: (count, round(total, 6))
+        for key, (count, total) in sums.items()
+        if count or abs(total) > 1e-9
+    }
+
+
+def unfolded(store: Store) -> int:
+    with store.engine.connect() as connection:
+        return int(connection.scalar(sa.select(sa.func.count()).select_from(stat_changes)))
+
+
+def random_values(rng: random.Random, status: str) -> dict[str, Any]:
+    created = MOMENT + timedelta(minutes=rng.randrange(0, 180), seconds=rng.random() * 60)
+    values: dict[str, Any] = {"name": rng.choice(NAMES), "worker": rng.choice(WORKERS)}
+    if status in (RUNNING, FINISHED, ERROR):
+        values["started_at"] = created + timedelta(seconds=rng.random() * 30)
+    if status in (FINISHED, ERROR):
+        values["finished_at"] = values["started_at"] + timedelta(seconds=rng.random() * 5)
+        values["runtime"] = rng.choice([rng.random() * 5, None])
+    if status == ERROR:
+        values["exc_type"] = rng.choice(EXCEPTIONS)
+        values["celery_state"] = rng.choice(["FAILURE", CELERY_LOST, "REVOKED"])
+    if rng.random() < 0.2:
+        values["eta"] = created + timedelta(seconds=rng.random() * 20)
+    values["retries"] = rng.randrange(0, 3)
+    return {"created": created, "values": values}
+
+
+def operations(rng: random.Random, store: Store, count: int) -> Iterator[str]:
+    """``count`` random writes of every kind a store sees, each named as it is made."""
+    ids: list[str] = []
+    for step in range(count):
+        choice = rng.random()
+        if choice < 0.45 or not ids:
+            job_id = f"job-{step}"
+            status = rng.choice([PENDING, RUNNING, FINISHED, ERROR])
+            made = random_values(rng, status)
+            transition(job_id, status, made["values"], at=made["created"], seq=1)
+            ids.append(job_id)
+            yield f"insert {job_id} {status}"
+        elif choice < 0.75:
+            job_id = rng.choice(ids)
+            status = rng.choice([RUNNING, FINISHED, ERROR, PENDING])
+            made = random_values(rng, status)
+            # A later order key applies; an earlier one is refused by the guard.
+            transition(job_id, status, made["values"], at=made["created"], seq=rng.randrange(2, 9))
+            yield f"update {job_id} {status}"
+        elif choice < 0.82:
+            job_id = rng.choice(ids)
+            setJob(job_id, {"user": "someone"}, rng.choice([FINISHED, ERROR, "idle"]))
+            yield f"setJob {job_id}"
+        elif choice < 0.9:
+            job_id = ids.pop(rng.randrange(len(ids)))
+            store.delete(job_id)
+            yield f"delete {job_id}"
+        elif choice < 0.95:
+            before = MOMENT + timedelta(minutes=rng.randrange(0, 180))
+            store.purge(statuses=[FINISHED], before=before, batch_size=3, max_batches=1)
+            yield "purge"
+        else:
+            store.fold_stats(limit=rng.randrange(1, 40))
+            yield "fold"
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_the_aggregates_are_what_the_rows_add_up_to_after_any_writes(
+    store: Store, seed: int
+) -> None:
+    rng = random.Random(seed)
+    done = []
+    for operation in operations(rng, store, 150):
+        done.append(operation)
+        if len(done) % 25 == 0:
+            assert kept(store) == expected(store), done[-25:]
+    assert kept(store) == expected(store)
+    store.fold_stats()
+    assert unfolded(store) == 0
+    assert kept(store) == expected(store)
+
+
+def test_folding_twice_at_once_counts_each_change_once(store: Store) -> None:
+    """Two processes' heartbeats may fold together: one does, the other finds it done."""
+    for i in range(300):
+        transition(f"j{i}", FINISHED, {"name": "t", "runtime": 0.5, "started_at": MOMENT},
+                   at=MOMENT, seq=1)  # fmt: skip
+    folders = [threading.Thread(target=store.fold_stats, kwargs={"limit": 10}) for _ in range(2)]
+    for _ in range(20):
+        folders = [threading.Thread(target=store.fold_stats, kwargs={"limit": 7}) for _ in range(3)]
+        for folder in folders:
+            folder.start()
+        for folder in folders:
+            folder.join()
+        assert kept(store) == expected(store)
+    store.fold_stats()
+    assert unfolded(store) == 0 and kept(store) == expected(store)
+
+
+def test_a_report_reads_the_same_before_and_after_a_fold(store: Store) -> None:
+    for i in range(40):
+        status = [FINISHED, ERROR, RUNNING, PENDING][i % 4]
+        made = random_values(random.Random(i), status)
+        transition(f"r{i}", status, made["values"], at=made["created"], seq=1)
+    window = {"since": MOMENT, "until": MOMENT + timedelta(hours=4)}
+    before = build_report(**window)
+    assert unfolded(store) > 0
+    store.fold_stats()
+    assert unfolded(store) == 0
+    after = build_report(**window)
+    assert dataclass_figures(before) == dataclass_figures(after)
+    assert sum(before.totals.values()) == 40
+
+
+def dataclass_figures(report: Any) -> Any:
+    """The report's figures that describe the window (not the age of what waits now)."""
+    return (report.totals, report.tasks, report.workers, report.exceptions, report.timeline)
+
+
+def test_an_update_that_changes_no_figure_logs_nothing(store: Store) -> None:
+    """A progress note or a message changes no figure: the log stays as it was."""
+    transition("j", RUNNING, {"name": "t", "started_at": MOMENT}, at=MOMENT, seq=1)
+    store.fold_stats()
+    store.append_message("j", "step 1\n", MOMENT + timedelta(seconds=1))
+    transition("j", RUNNING, {"name": "t"}, at=MOMENT + timedelta(seconds=2), message="x\n",
+               seq=1)  # fmt: skip
+    assert unfolded(store) == 0
+
+
+def test_a_read_that_meets_a_long_log_folds_it(store: Store, monkeypatch: Any) -> None:
+    monkeypatch.setattr("taskjobs.store.store.FOLD_ON_READ", 5)
+    for i in range(10):
+        transition(f"j{i}", FINISHED, {"name": "t"}, at=MOMENT, seq=1)
+    assert unfolded(store) == 10
+    report = build_report(since=MOMENT, until=MOMENT + timedelta(minutes=1))
+    assert report.totals[FINISHED] == 10
+    assert unfolded(store) == 0
+
+
+def test_bins_are_upper_bounds_of_two_significant_digits() -> None:
+    assert [stats.bin_label(v) for v in (0.1234, 5.0, 0.3, 99.5, 101, 3600, 1e-7)] == [
+        "0.13", "5", "0.3", "100", "110", "3600", "0.0000001"
+    ]  # fmt: skip
+    assert stats.bin_label(0) == stats.bin_label(-2.5) == "0"
+
+
+def test_a_window_is_covered_by_whole_hours_then_ten_minutes_then_minutes() -> None:
+    since = datetime(2026, 12, 3, 7, 31, 27, tzinfo=timezone.utc)
+    ranges = stats.cover(since, since + timedelta(hours=24))
+    at = datetime(2026, 12, 3, 0, 0, tzinfo=timezone.utc)
+    assert sorted(ranges) == sorted([
+        (3600, at + timedelta(hours=8), at + timedelta(hours=31)),
+        (600, at + timedelta(hours=7, minutes=40), at + timedelta(hours=8)),
+        (600, at + timedelta(hours=31), at + timedelta(hours=31, minutes=30)),
+        (60, at + timedelta(hours=7, minutes=31), at + timedelta(hours=7, minutes=40)),
+        (60, at + timedelta(hours=31, minutes=30), at + timedelta(hours=31, minutes=32)),
+    ])  # fmt: skip
+    # Every minute of the window is in exactly one range.
+    minutes = [
+        start + timedelta(minutes=m)
+        for width, start, end in ranges
+        for m in range(0, int((end - start).total_seconds() // 60))
+    ]
+    assert len(minutes) == len(set(minutes)) == 24 * 60 + 1
