@@ -14,19 +14,20 @@ kinds ``STATE``, ``WORKER``, ``EXCEPTION``, ``RUNTIME``, ``WAIT``), in the minut
 whole ten minutes, then whole minutes at its edges (``cover``): its edges are taken to the
 minute, the start down and the end up.
 
-Durations are kept as histograms: each value counts in the bin of its upper bound rounded up to
-two significant digits (``bin_label``: 0.1234 s counts as 0.13 s). A percentile read from them
-is the nearest-rank value rounded up so: never below the exact one, and less than 10% above it
-(exact when the values have two significant digits or fewer). Every bound of the metrics'
-buckets has two significant digits, so their counts are exact.
+Durations are kept as histograms: each value counts in the bin of the smallest bound of
+``EDGES`` at or above it (0.1234 s counts as 0.1264 s), bounds at most 9.1% apart. A percentile
+read from them is the nearest-rank value rounded up so: never below the exact one, and less than
+10% above it; exact for round values (0.25 s, 2 s, 5 min), which are bounds. Every bound of the
+metrics' buckets is one, so their counts are exact.
 """
 
 from __future__ import annotations
 
+import bisect
+import math
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
-from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
 import sqlalchemy as sa
@@ -64,16 +65,33 @@ _DELETE_CHUNK = 1000
 Key = tuple[int, datetime, str, str, str]
 
 
+def _edges() -> tuple[float, ...]:
+    """The upper bounds of the duration bins, in seconds: a geometric series 9% apart (rounded
+    to four digits) from
+    0.1 ms to 115 days, with the round values (1, 2, 2.5, 3 and 5 of each power of ten, the
+    minutes and hours up to a day) between them."""
+    edges = {float(f"{GROWTH**k:.4g}") for k in range(-107, 188)}  # 1.09**-107 is 10**-4
+    edges |= {m * 10.0**e for e in range(-4, 8) for m in (1, 2, 2.5, 3, 5)}
+    edges |= {60.0, 120.0, 300.0, 600.0, 900.0, 1200.0, 1800.0, 3600.0, 7200.0, 10800.0,
+              21600.0, 43200.0, 86400.0}  # fmt: skip
+    return tuple(sorted(edge for edge in edges if 1e-4 <= edge <= 1e7))
+
+
+# Each bin's bound is at most this much above the one before it.
+GROWTH = 1.09
+EDGES = _edges()
+
+
 def bin_label(seconds: float) -> str:
-    """The histogram bin of a duration: its upper bound, ``seconds`` rounded up to two
-    significant digits, as text ("0.13", "120"); "0" for zero or less (a clock that went
-    backwards)."""
+    """The histogram bin of a duration: the smallest of ``EDGES`` at or above it, as text
+    ("0.1", "0.1264"), so less than 10% above it; "0" for zero or less (a clock that went
+    backwards); past the last edge (115 days), the whole seconds rounded up."""
     if not seconds > 0:
         return "0"
-    value = Decimal(repr(float(seconds)))
-    exponent = value.adjusted() - 1  # keeps two digits
-    rounded = value.scaleb(-exponent).to_integral_value(ROUND_CEILING).scaleb(exponent)
-    return format(rounded.normalize(), "f")
+    index = bisect.bisect_left(EDGES, seconds)
+    if index == len(EDGES):
+        return str(math.ceil(seconds))
+    return format(EDGES[index], "g")
 
 
 def bin_bound(label: str) -> float:
@@ -245,37 +263,40 @@ class Figures:
         by_bucket: bool = False,
     ) -> None:
         c = stats.c
-        where = sa.or_(
-            *(sa.and_(c.width == w, c.bucket_start >= a, c.bucket_start < b) for w, a, b in ranges)
+        columns = [c.kind, c.name, c.label, *([c.bucket_start] if by_bucket else [])]
+        # kind -> (name, label[, bucket start]) -> [jobs, total]
+        self.sums: dict[str, dict[tuple[Any, ...], list[Any]]] = defaultdict(
+            lambda: defaultdict(lambda: [0, 0.0])
         )
-        group = [c.kind, c.name, c.label, *([c.bucket_start] if by_bucket else [])]
-        query = (
-            sa.select(*group, sa.func.sum(c.jobs), sa.func.sum(c.total))
-            .where(c.kind.in_(list(kinds)), where)
-            .group_by(*group)
-        )
-        self.sums: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0, 0.0])
-        for *found, jobs, total in connection.execute(query):
-            self._add(tuple(found), int(jobs), float(total))
+        # Each range is one range of the primary key per kind; the database adds them up.
+        parts = [
+            sa.select(*columns, c.jobs, c.total).where(
+                c.kind.in_(list(kinds)),
+                c.width == width,
+                c.bucket_start >= start,
+                c.bucket_start < end,
+            )
+            for width, start, end in ranges
+        ]
+        if parts:
+            rows = sa.union_all(*parts).subquery()
+            keys = [rows.c[column.name] for column in columns]
+            query = sa.select(*keys, sa.func.sum(rows.c.jobs), sa.func.sum(rows.c.total))
+            for kind, *found, jobs, total in connection.execute(query.group_by(*keys)):
+                self._add(kind, tuple(found), int(jobs), float(total))
         wanted = set(kinds)
         for (width, start, kind, name, label), (jobs, total) in add_up(unfolded).items():
             if kind in wanted and any(w == width and a <= start < b for w, a, b in ranges):
-                self._add((kind, name, label, *([start] if by_bucket else [])), jobs, total)
+                self._add(kind, (name, label, *([start] if by_bucket else [])), jobs, total)
 
-    def _add(self, key: tuple[Any, ...], jobs: int, total: float) -> None:
-        entry = self.sums[key]
+    def _add(self, kind: str, key: tuple[Any, ...], jobs: int, total: float) -> None:
+        entry = self.sums[kind][key]
         entry[0] += jobs
         entry[1] += total
 
-    def of(self, kind: str) -> Iterator[tuple[Any, ...]]:
+    def of(self, kind: str) -> list[tuple[Any, ...]]:
         """(name, label[, bucket start], jobs, total) of one kind, for the keys with jobs."""
-        for key, (jobs, total) in sorted(self.sums.items(), key=_order):
-            if key[0] == kind and jobs:
-                yield (*key[1:], jobs, total)
-
-
-def _order(item: tuple[tuple[Any, ...], list[Any]]) -> tuple[str, ...]:
-    return tuple(str(part) for part in item[0])
+        return [(*key, jobs, total) for key, (jobs, total) in self.sums[kind].items() if jobs]
 
 
 def percentiles(bins: Mapping[str, int], points: Iterable[int]) -> dict[str, float]:

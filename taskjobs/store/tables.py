@@ -177,9 +177,10 @@ stat_changes = sa.Table(
 stats = sa.Table(
     STATS_TABLE,
     metadata,
+    # Primary key in this order: a kind's buckets of one width are one range of it.
+    sa.Column("kind", sa.String(16), primary_key=True),
     sa.Column("width", sa.Integer, primary_key=True),
     sa.Column("bucket_start", UTCDateTime, primary_key=True),
-    sa.Column("kind", sa.String(16), primary_key=True),
     key_column("name", primary_key=True),
     key_column("label", primary_key=True),
     sa.Column("jobs", sa.BigInteger, nullable=False),

@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from celery import signals
 
 import taskjobs
@@ -26,8 +27,10 @@ from taskjobs.model import (
     order_key,
     utcnow,
 )
+from taskjobs.report import build_report
 from taskjobs.settings import Settings
 from taskjobs.store import Store, store_for
+from taskjobs.store.tables import stat_changes
 from tests.waiting import wait_for
 from tests.writes import transition
 
@@ -402,3 +405,32 @@ def test_a_revoke_is_noted_on_the_jobs_not_yet_ended(store: Store) -> None:
     assert done.messages == "" and done.celery_state == "SUCCESS"
     transition("queued", "running", {"celery_state": "STARTED"}, seq=order_key(0, STAGE_RUNNING))
     assert getJob("queued", "running") is not None, "a worker that never heard of it runs it"
+
+
+def test_a_beating_worker_folds_the_logged_changes_into_the_aggregates(store: Store) -> None:
+    """What the jobs' writes logged is moved into the running aggregates within a fold's
+    interval, and the report's figures stay what they were."""
+    now = utcnow()
+    for i in range(30):
+        transition(f"j{i}", "finished", {"name": "t", "runtime": 1.5}, at=now)
+    window = {"since": now - timedelta(minutes=1), "until": now + timedelta(minutes=1),
+              "store": store}  # fmt: skip
+    before = build_report(**window)
+
+    def unfolded() -> int:
+        with store.engine.connect() as connection:
+            return int(connection.scalar(sa.select(sa.func.count()).select_from(stat_changes)))
+
+    assert unfolded() == 30
+    heart = Heart("celery@folder", Settings.load({}), lambda: store)
+    heart.start()
+    try:
+        wait_for(lambda: unfolded() == 0, what="the changes to be folded")
+        transition("late", "error", {"name": "t"}, at=now)
+        wait_for(lambda: unfolded() == 0, what="the next fold")
+    finally:
+        heart.stop()
+        heart.join(timeout=30)
+    after = build_report(**window)
+    assert before.tasks[0].counts["finished"] == after.tasks[0].counts["finished"] == 30
+    assert (after.tasks[0].runtime_p50, after.totals["error"]) == (1.5, 1)

@@ -9,7 +9,7 @@ import pytest
 
 from taskjobs.model import utcnow
 from taskjobs.report import SLOW_LIMIT, build_report
-from taskjobs.store import Store
+from taskjobs.store import Store, stats
 from tests.writes import transition
 
 pytestmark = pytest.mark.usefixtures("store")
@@ -124,6 +124,7 @@ def test_percentiles_with_one_and_two_values() -> None:
     transition("t2", "finished", {"name": "pair", "runtime": 2.0}, at=moment)
     report = build_report(since=moment, until=moment + timedelta(hours=1))
     tasks = {task.name: task for task in report.tasks}
+    # Round values are bin bounds: exact.
     assert (tasks["solo"].runtime_p50, tasks["solo"].runtime_p95) == (3.0, 3.0)
     assert (tasks["pair"].runtime_p50, tasks["pair"].runtime_p95) == (1.0, 2.0)
 
@@ -202,13 +203,16 @@ def test_the_default_window_is_the_last_day() -> None:
 
 
 def test_percentiles_are_the_nearest_rank_on_every_database() -> None:
-    """101 values, 1 to 101: the nearest rank of p50 is the 51st, of p95 the 96th. Values of
-    two significant digits are exact; 101 reads as 110, rounded up to two."""
+    """101 values, 1 to 101: the nearest rank of p50 is the 51st, of p95 the 96th; each read
+    as the bound of its bin (round values such as 2, 5 or 100 are bounds themselves)."""
     moment = datetime(2026, 1, 1, tzinfo=timezone.utc)
     for i in range(1, 102):
         transition(f"r{i}", "finished", {"name": "many", "runtime": float(i)}, at=moment)
     (task,) = build_report(since=moment, until=moment + timedelta(hours=1)).tasks
-    assert (task.runtime_p50, task.runtime_p95, task.runtime_max) == (51.0, 96.0, 110.0)
+    bound = {value: stats.bin_bound(stats.bin_label(value)) for value in (51, 96, 101)}
+    assert (task.runtime_p50, task.runtime_p95, task.runtime_max) == (bound[51], bound[96],
+                                                                     bound[101])  # fmt: skip
+    assert 51 < task.runtime_p50 < 51 * 1.1 and 101 < task.runtime_max < 101 * 1.1
 
 
 def test_percentiles_are_never_below_the_exact_ones_and_less_than_ten_percent_above() -> None:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 import threading
 from collections.abc import Iterator, Mapping
@@ -17,6 +18,7 @@ from taskjobs.model import CELERY_LOST, ERROR, FINISHED, PENDING, RUNNING
 from taskjobs.report import build_report
 from taskjobs.store import Store, stats
 from taskjobs.store.tables import jobs, stat_changes
+from taskjobs.web.metrics import BUCKETS
 from tests.writes import transition
 
 pytestmark = pytest.mark.usefixtures("store")
@@ -191,11 +193,19 @@ def test_a_read_that_meets_a_long_log_folds_it(store: Store, monkeypatch: Any) -
     assert unfolded(store) == 0
 
 
-def test_bins_are_upper_bounds_of_two_significant_digits() -> None:
+def test_a_duration_counts_in_the_bin_of_the_next_bound_less_than_ten_percent_above() -> None:
     assert [stats.bin_label(v) for v in (0.1234, 5.0, 0.3, 99.5, 101, 3600, 1e-7)] == [
-        "0.13", "5", "0.3", "100", "110", "3600", "0.0000001"
+        "0.1264", "5", "0.3", "100", "105", "3600", "0.0001"
     ]  # fmt: skip
     assert stats.bin_label(0) == stats.bin_label(-2.5) == "0"
+    assert stats.bin_label(2e7) == "20000000"  # past the last bound: whole seconds
+    bounds = stats.EDGES
+    assert all(upper / lower < 1.1 for lower, upper in itertools.pairwise(bounds))
+    # The metrics' bucket bounds are bin bounds: their counts are exact.
+    assert set(BUCKETS) <= set(bounds)
+    rng = random.Random(3)
+    for value in (10 ** rng.uniform(-4, 7) for _ in range(1000)):
+        assert value <= stats.bin_bound(stats.bin_label(value)) < value * 1.1
 
 
 def test_a_window_is_covered_by_whole_hours_then_ten_minutes_then_minutes() -> None:

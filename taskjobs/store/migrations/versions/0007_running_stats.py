@@ -58,9 +58,9 @@ def upgrade() -> None:
     )
     op.create_table(
         STATS,
+        sa.Column("kind", sa.String(16), primary_key=True),
         sa.Column("width", sa.Integer, primary_key=True),
         sa.Column("bucket_start", UTCDateTime, primary_key=True),
-        sa.Column("kind", sa.String(16), primary_key=True),
         sa.Column("name", _key(), primary_key=True),
         sa.Column("label", _key(), primary_key=True),
         sa.Column("jobs", sa.BigInteger, nullable=False),
