@@ -5,11 +5,10 @@
 Seeds a scratch database per kind with ``bench/queries.py``'s jobs (spread over 7 days, 50 task
 names, 10 workers; 90% finished, 5% error, 3% pending, 2% running) and a heartbeat per worker,
 then times ``--scrapes`` scrapes through the app (after one warm-up), and as many runs of each
-of a scrape's statements on its own, every row fetched: the totals over every job, the errors,
-the oldest pending wait, the histograms over the last hour, the workers. For comparison it also
-times the histograms over every job (what a cumulative histogram would need), and shows the
-plans. Results go to
-bench/results/metrics-scrape-<time>.json.
+of a scrape's statements on its own, every row fetched: the reads of the running aggregates,
+the oldest pending wait, the workers. For comparison it also times the metrics' reads with the
+histograms over every job (what a cumulative histogram would need), and shows the plans.
+Results go to bench/results/metrics-scrape-<time>.json.
 """
 
 from __future__ import annotations
@@ -44,6 +43,8 @@ from tests.services import scratch_database  # noqa: E402
 
 # The statements of a scrape, told apart by what their SQL holds (checked in this order).
 STATEMENTS = {
+    "aggregates": "from taskjobs_stats",
+    "logged changes": "from taskjobs_stat_changes",
     "histograms": "julianday|extract|timestampdiff",
     "oldest pending": "min(",
     "errors": "coalesce(taskjobs_jobs.exc_type",
@@ -64,11 +65,11 @@ def label_of(sql: str) -> str:
 
 @contextmanager
 def captured(store: Store) -> Iterator[list[tuple[str, Any]]]:
-    """The SELECTs on jobs and workers the store runs inside the block, with their parameters."""
+    """The SELECTs on taskjobs' tables the store runs inside the block, with their parameters."""
     found: list[tuple[str, Any]] = []
 
     def keep(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        if "FROM taskjobs_jobs" in statement or "FROM taskjobs_workers" in statement:
+        if statement.lstrip().upper().startswith("SELECT") and "FROM taskjobs_" in statement:
             found.append((statement, parameters))
 
     sa.event.listen(store.engine, "before_cursor_execute", keep)
@@ -97,7 +98,10 @@ def each_statement(
                 connection.exec_driver_sql(statement, parameters).fetchall()
                 samples.append((time.perf_counter() - began) * 1000)
             plan = connection.exec_driver_sql(explain + statement, parameters).fetchall()
-            found[label_of(statement)] = {
+            label = label_of(statement)
+            if label in found:
+                label = f"{label} {sum(key.startswith(label) for key in found) + 1}"
+            found[label] = {
                 **summary(samples),
                 "plan": " | ".join(str(row[-1]) for row in plan),
             }
@@ -135,12 +139,12 @@ def run(kind: str, count: int, scrapes: int, tmp: str) -> dict[str, Any]:
             "bytes": len(answer.content),
         }
         result["statements"] = each_statement(store, statements, scrapes)
-        with captured(store) as every_job:
+        samples = []
+        for _ in range(scrapes):
+            began = time.perf_counter()
             store.metrics_rows(now=utcnow(), since=EPOCH, buckets=BUCKETS)
-        histograms = [entry for entry in every_job if label_of(entry[0]) == "histograms"]
-        result["histograms over every job"] = each_statement(store, histograms, scrapes)[
-            "histograms"
-        ]
+            samples.append((time.perf_counter() - began) * 1000)
+        result["histograms over every job"] = summary(samples)
         store.dispose()
         taskjobs.configure(None)
     return result
@@ -171,7 +175,7 @@ def main() -> None:
             "histograms over every job"]}  # fmt: skip
         for label, figure in figures.items():
             print(f"  {label:<30}{figure['median_ms']:>9.1f} / {figure['max_ms']:.1f}")
-        for label, figure in figures.items():
+        for label, figure in result["statements"].items():
             print(f"  plan, {label}: {figure['plan'][:160]}")
     save_results("metrics-scrape", report)
 

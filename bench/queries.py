@@ -47,13 +47,15 @@ WORKERS = [f"celery@worker-{i}" for i in range(10)]
 STATUS_WEIGHTS = {"finished": 90, "error": 5, "pending": 3, "running": 2}
 
 
-def seed(store: Store, count: int, rng: random.Random, *, fold: bool = True) -> list[str]:
+def seed(
+    store: Store, count: int, rng: random.Random, *, fold: bool = True, days: float = 7
+) -> list[str]:
     """Insert ``count`` jobs (and one history row each) in batches, then (with ``fold``) fold
     the changes their inserts logged into the running aggregates, as a worker's heartbeat
-    would; returns a sample of ids."""
+    would; the jobs span the last ``days``. Returns a sample of ids."""
     store.upgrade()
     now = utcnow()
-    span = timedelta(days=7).total_seconds()
+    span = timedelta(days=days).total_seconds()
     statuses = list(STATUS_WEIGHTS)
     weights = list(STATUS_WEIGHTS.values())
     sample: list[str] = []

@@ -2,12 +2,14 @@
 10,000,000 jobs, read from the running aggregates.
 
     python bench/report_scale.py [--sizes 1000000,10000000] [--databases sqlite,postgresql]
+                                 [--days 7]
 
 Seeds a scratch database per kind and size with ``queries.py``'s jobs (7 days, 50 task names,
 10 workers), through the triggers that log each job's figures, then times: the fold of those
 changes into the aggregates (what a worker's heartbeat does as it goes), the report over the last
 24 hours (``build_report``), ``/metrics``' reads (``metrics_rows``), and counts the aggregate rows
-each read covers. The report's cost should follow the buckets and task names, not the jobs.
+each read covers. The report's cost should follow the buckets and task names, not the jobs:
+``--days 1`` puts every job in the report's window.
 Results go to bench/results/report-scale-<time>.json.
 """
 
@@ -53,12 +55,12 @@ def covered_rows(store: taskjobs.store.Store) -> dict[str, int]:
     return {"aggregate_rows": int(total or 0), "report_window_rows": int(read or 0)}
 
 
-def run(kind: str, count: int, repeat: int, tmp: str) -> dict[str, Any]:
+def run(kind: str, count: int, days: float, repeat: int, tmp: str) -> dict[str, Any]:
     rng = random.Random(1234)
     with scratch_database(kind, tmp) as url:
         store = taskjobs.configure(url)
         started = time.perf_counter()
-        seed(store, count, rng, fold=False)
+        seed(store, count, rng, fold=False, days=days)
         seeded = time.perf_counter() - started
         started = time.perf_counter()
         folded = store.fold_stats()
@@ -93,18 +95,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000000,10000000")
     parser.add_argument("--databases", default="sqlite,postgresql")
+    parser.add_argument("--days", type=float, default=7)
     parser.add_argument("--repeat", type=int, default=10)
     args = parser.parse_args()
     report: dict[str, Any] = {
         "python": platform.python_version(),
         "sqlalchemy": sa.__version__,
+        "days": args.days,
         "results": {},
     }
     with tempfile.TemporaryDirectory(prefix="taskjobs-bench-") as tmp:
         for size in (int(part) for part in args.sizes.split(",")):
             for kind in args.databases.split(","):
                 print(f"{kind}: seeding {size:,} jobs")
-                result = run(kind, size, args.repeat, tmp)
+                result = run(kind, size, args.days, args.repeat, tmp)
                 report["results"][f"{kind}-{size}"] = result
                 timings = result["timings"]
                 print(

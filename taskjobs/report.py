@@ -24,7 +24,8 @@ SLOW_LIMIT = 20
 @dataclasses.dataclass(frozen=True)
 class TaskStats:
     """Figures for one task name over the window; durations in seconds, each the nearest-rank
-    value rounded up to two significant digits (see ``taskjobs.store.stats``)."""
+    value read from a histogram: the bound of its bin, less than 10% above the exact value
+    (see ``taskjobs.store.stats``)."""
 
     name: str
     counts: dict[str, int]

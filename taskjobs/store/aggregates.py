@@ -125,9 +125,16 @@ def metrics_rows(
     (name, since when its longest-waiting pending job waits), from the job's ETA when it has
     one, jobs whose ETA is still ahead left out. ``histograms``: (name, then for the runtime and
     then the queue wait: the count at most each of ``buckets``, the count and the sum) over the
-    jobs created since ``since`` (to the minute) that started. ``buckets`` must have two
-    significant digits at most, as the histograms' bins do (see ``stats``).
+    jobs created since ``since`` (to the minute) that started. Each of ``buckets`` must be a
+    bound of the histograms' bins (``stats.EDGES``), so that its count is exact.
     """
+    uneven = sorted(set(buckets) - set(stats.EDGES))
+    if uneven:
+        raise ValueError(
+            f"histogram bucket bounds {uneven} are not bounds of taskjobs' duration bins: "
+            "pick round values (1, 2, 2.5, 3 or 5 times a power of ten, minutes, hours) or "
+            "others from taskjobs.store.stats.EDGES"
+        )
     c = jobs.c
     unfolded = stats.backlog(connection)
     every_job = stats.Figures(connection, [stats.STATE, stats.FAILURE],

@@ -226,3 +226,10 @@ def test_a_window_is_covered_by_whole_hours_then_ten_minutes_then_minutes() -> N
         for m in range(0, int((end - start).total_seconds() // 60))
     ]
     assert len(minutes) == len(set(minutes)) == 24 * 60 + 1
+
+
+def test_metrics_buckets_that_are_not_bin_bounds_are_refused(store: Store) -> None:
+    now = MOMENT + timedelta(hours=1)
+    with pytest.raises(ValueError, match=r"\[0\.07\] are not bounds"):
+        store.metrics_rows(now=now, since=MOMENT, buckets=(0.05, 0.07, 1.0))
+    assert store.metrics_rows(now=now, since=MOMENT, buckets=(0.05, 1.0))["histograms"] == []
