@@ -65,11 +65,14 @@ _DELETE_CHUNK = 1000
 Key = tuple[int, datetime, str, str, str]
 
 
+# Each bin's bound is at most this much above the one before it.
+GROWTH = 1.09
+
+
 def _edges() -> tuple[float, ...]:
-    """The upper bounds of the duration bins, in seconds: a geometric series 9% apart (rounded
-    to four digits) from
-    0.1 ms to 115 days, with the round values (1, 2, 2.5, 3 and 5 of each power of ten, the
-    minutes and hours up to a day) between them."""
+    """The upper bounds of the duration bins, in seconds, from 0.1 ms to 115 days: a geometric
+    series ``GROWTH`` apart (each rounded to four digits), with the round values between them
+    (1, 2, 2.5, 3 and 5 times each power of ten; minutes and hours up to a day)."""
     edges = {float(f"{GROWTH**k:.4g}") for k in range(-107, 188)}  # 1.09**-107 is 10**-4
     edges |= {m * 10.0**e for e in range(-4, 8) for m in (1, 2, 2.5, 3, 5)}
     edges |= {60.0, 120.0, 300.0, 600.0, 900.0, 1200.0, 1800.0, 3600.0, 7200.0, 10800.0,
@@ -77,8 +80,6 @@ def _edges() -> tuple[float, ...]:
     return tuple(sorted(edge for edge in edges if 1e-4 <= edge <= 1e7))
 
 
-# Each bin's bound is at most this much above the one before it.
-GROWTH = 1.09
 EDGES = _edges()
 
 
