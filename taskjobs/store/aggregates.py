@@ -68,7 +68,7 @@ def report_rows(
         "oldest_pending": oldest(connection, c.created_at, c.status == PENDING),
         "slow": [job_from_row(row) for row in connection.execute(slow).mappings()],
         "timeline": timeline(connection, since, until, unfolded),
-        "unfolded": len(unfolded),
+        "unfolded": unfolded.count,
     }
 
 
@@ -76,7 +76,7 @@ def timeline(
     connection: sa.Connection,
     since: datetime,
     until: datetime,
-    unfolded: Sequence[dict[str, Any]],
+    unfolded: stats.Backlog,
 ) -> list[tuple[int, str, int]]:
     """(bucket, status, count) of the jobs that ended (finished or error) in [since, until),
     both on a minute, bucket ``n`` covering the ``n``-th ``bucket_seconds`` from ``since``."""
@@ -165,7 +165,7 @@ def metrics_rows(
                    for name, exception, jobs, lost in every_job.of(stats.FAILURE)],
         "oldest_pending": [tuple(row) for row in connection.execute(oldest_pending)],
         "histograms": [(name, *figures) for name, figures in sorted(histograms.items())],
-        "unfolded": len(unfolded),
+        "unfolded": unfolded.count,
     }  # fmt: skip
 
 

@@ -38,11 +38,6 @@ def writable_cte(dialect: str) -> bool:
     return dialect == POSTGRESQL
 
 
-def ordered_set_aggregates(dialect: str) -> bool:
-    """Whether ``percentile_disc(...) WITHIN GROUP (ORDER BY ...)`` exists: PostgreSQL only."""
-    return dialect == POSTGRESQL
-
-
 def snapshot_isolation(dialect: str) -> bool:
     """Whether a transaction must ask for REPEATABLE READ for all its statements to read one
     snapshot: on PostgreSQL (whose default reads anew at each statement) and MySQL (in case a
@@ -81,15 +76,6 @@ def before(dialect: str, columns: tuple[Any, Any], values: tuple[datetime, str])
     if is_mysql(dialect):
         return sa.or_(first < first_value, sa.and_(first == first_value, second < second_value))
     return sa.tuple_(first, second) < sa.tuple_(first_value, second_value)
-
-
-def seconds_between(dialect: str, start: Any, end: Any) -> Any:
-    """SQL for the seconds from ``start`` to ``end`` (two timestamp columns) on ``dialect``."""
-    if dialect == POSTGRESQL:
-        return sa.extract("epoch", end - start)
-    if is_mysql(dialect):
-        return sa.func.timestampdiff(sa.text("MICROSECOND"), start, end) / 1_000_000.0
-    return (sa.func.julianday(end) - sa.func.julianday(start)) * 86_400.0
 
 
 @contextmanager

@@ -24,6 +24,7 @@ metrics' buckets is one, so their counts are exact.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -212,9 +213,18 @@ def _delete_empty() -> Any:
     return sa.delete(stats).where(*match, c.jobs == 0)
 
 
-def backlog(connection: sa.Connection) -> list[dict[str, Any]]:
-    """Every logged change not yet folded, as the sums it adds (see ``Figures``)."""
-    return [dict(row) for row in connection.execute(sa.select(stat_changes)).mappings()]
+@dataclasses.dataclass(frozen=True)
+class Backlog:
+    """The logged changes no fold has moved yet: how many, and the sums they add per key."""
+
+    count: int
+    sums: Mapping[Key, list[Any]]
+
+
+def backlog(connection: sa.Connection) -> Backlog:
+    """Every logged change not yet folded, added up once for all the reads of one snapshot."""
+    changes = [dict(row) for row in connection.execute(sa.select(stat_changes)).mappings()]
+    return Backlog(len(changes), add_up(changes))
 
 
 def to_minutes(since: datetime, until: datetime) -> tuple[datetime, datetime]:
@@ -259,7 +269,7 @@ class Figures:
         connection: sa.Connection,
         kinds: Sequence[str],
         ranges: Sequence[tuple[int, datetime, datetime]],
-        unfolded: Sequence[Mapping[str, Any]],
+        unfolded: Backlog,
         *,
         by_bucket: bool = False,
     ) -> None:
@@ -286,7 +296,7 @@ class Figures:
             for kind, *found, jobs, total in connection.execute(query.group_by(*keys)):
                 self._add(kind, tuple(found), int(jobs), float(total))
         wanted = set(kinds)
-        for (width, start, kind, name, label), (jobs, total) in add_up(unfolded).items():
+        for (width, start, kind, name, label), (jobs, total) in unfolded.sums.items():
             if kind in wanted and any(w == width and a <= start < b for w, a, b in ranges):
                 self._add(kind, (name, label, *([start] if by_bucket else [])), jobs, total)
 

@@ -47,7 +47,7 @@ def kept(store: Store) -> dict[stats.Key, tuple[int, float]]:
             (row.width, row.bucket_start, row.kind, row.name, row.label): [row.jobs, row.total]
             for row in connection.execute(sa.select(stats.stats))
         }
-        for key, (count, total) in stats.add_up(stats.backlog(connection)).items():
+        for key, (count, total) in stats.backlog(connection).sums.items():
             entry = folded.setdefault(key, [0, 0.0])
             entry[0] += count
             entry[1] += total
@@ -141,7 +141,6 @@ def test_folding_twice_at_once_counts_each_change_once(store: Store) -> None:
     for i in range(300):
         transition(f"j{i}", FINISHED, {"name": "t", "runtime": 0.5, "started_at": MOMENT},
                    at=MOMENT, seq=1)  # fmt: skip
-    folders = [threading.Thread(target=store.fold_stats, kwargs={"limit": 10}) for _ in range(2)]
     for _ in range(20):
         folders = [threading.Thread(target=store.fold_stats, kwargs={"limit": 7}) for _ in range(3)]
         for folder in folders:
