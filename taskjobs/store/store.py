@@ -303,8 +303,12 @@ class Store:
         moved = 0
         while limit is None or moved < limit:
             batch = stats.FOLD_BATCH if limit is None else min(stats.FOLD_BATCH, limit - moved)
-            with self._transaction(write=True) as connection:
-                done = stats.fold(connection, batch)
+            try:
+                with self._transaction(write=True) as connection:
+                    done = stats.fold(connection, batch)
+            except stats.ConcurrentFoldError as raced:
+                logger.debug("taskjobs: a fold rolled back: %s", raced)
+                break
             moved += done
             if done < batch:
                 break

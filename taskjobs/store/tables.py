@@ -177,14 +177,20 @@ stat_changes = sa.Table(
 stats = sa.Table(
     STATS_TABLE,
     metadata,
-    # Primary key in this order: a kind's buckets of one width are one range of it.
-    sa.Column("kind", sa.String(16), primary_key=True),
-    sa.Column("width", sa.Integer, primary_key=True),
-    sa.Column("bucket_start", UTCDateTime, primary_key=True),
-    key_column("name", primary_key=True),
-    key_column("label", primary_key=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("width", sa.Integer, nullable=False),
+    sa.Column("bucket_start", UTCDateTime, nullable=False),
+    key_column("name", nullable=False),
+    key_column("label", nullable=False),
     sa.Column("jobs", sa.BigInteger, nullable=False),
     sa.Column("total", sa.Double, nullable=False),
+    # In this order, a kind's buckets of one width are one range of the key, read from the key
+    # alone (migration 0008): it carries the figures on PostgreSQL, and the rows are stored in
+    # its order on SQLite (no rowid) and on InnoDB.
+    sa.PrimaryKeyConstraint(
+        "kind", "width", "bucket_start", "name", "label", postgresql_include=["jobs", "total"]
+    ),
+    sqlite_with_rowid=False,
     mysql_charset="utf8mb4",
     mysql_engine="InnoDB",
 )

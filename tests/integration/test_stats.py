@@ -19,6 +19,7 @@ from taskjobs.report import build_report
 from taskjobs.store import Store, stats
 from taskjobs.store.tables import jobs, stat_changes
 from taskjobs.web.metrics import BUCKETS
+from tests.waiting import wait_for
 from tests.writes import transition
 
 pytestmark = pytest.mark.usefixtures("store")
@@ -149,6 +150,43 @@ def test_folding_twice_at_once_counts_each_change_once(store: Store) -> None:
             folder.join()
         assert kept(store) == expected(store)
     store.fold_stats()
+    assert unfolded(store) == 0 and kept(store) == expected(store)
+
+
+def _folding(store: Store) -> bool:
+    """Whether a MySQL/MariaDB session is in one of a fold's writes (which take milliseconds,
+    unless they wait for another transaction's locks)."""
+    query = sa.text(
+        "SELECT COUNT(*) FROM information_schema.processlist "
+        "WHERE info LIKE :deleting OR info LIKE :adding"
+    )
+    writes = {
+        "deleting": f"DELETE FROM {stat_changes.name}%",
+        "adding": "INSERT INTO taskjobs_stats%",
+    }
+    with store.engine.connect() as connection:
+        return bool(connection.scalar(query, writes))
+
+
+def test_a_fold_that_meets_one_not_yet_committed_counts_nothing_twice(store: Store) -> None:
+    """MySQL releases the fold's lock before its commit: the next fold may read the changes
+    the first deleted and wait on them; it must then count none of them."""
+    for i in range(30):
+        transition(f"j{i}", FINISHED, {"name": "t", "runtime": 0.5, "started_at": MOMENT},
+                   at=MOMENT, seq=1)  # fmt: skip
+    dialect = store.engine.dialect.name
+    with store.engine.connect() as first:
+        first.begin()
+        assert stats.fold(first) == 30
+        second = threading.Thread(target=store.fold_stats)
+        second.start()
+        if dialect == "postgresql":  # the first still holds the lock: the second gives up
+            second.join(timeout=30)
+        elif dialect != "sqlite":  # (SQLite's second waits to begin until the first commits)
+            wait_for(lambda: _folding(store), what="the second fold to wait for the first")
+        first.commit()
+    second.join(timeout=30)
+    assert not second.is_alive()
     assert unfolded(store) == 0 and kept(store) == expected(store)
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
@@ -30,8 +31,8 @@ from taskjobs.model import (
     order_key,
     utcnow,
 )
-from taskjobs.store import JobQuery, Store, Transition, Worker, store_for
-from taskjobs.store.schema import head_revision
+from taskjobs.store import JobQuery, Store, Transition, Worker, stats, store_for
+from taskjobs.store.schema import alembic_config, head_revision
 from taskjobs.store.tables import JOBS_TABLE, VERSION_TABLE, metadata
 from tests.writes import transition
 
@@ -324,6 +325,50 @@ def test_the_migrated_schema_matches_the_tables_and_reapplying_is_a_no_op(fresh_
             if not (diff[0] == "remove_table" and diff[1].name == VERSION_TABLE)
         ]
     assert differences == []
+    store.dispose()
+
+
+def _stats_layout(connection: sa.Connection) -> str:
+    """How the aggregates' table is stored: what its primary key carries besides its columns
+    (PostgreSQL) or whether its rows are kept in the key's order (SQLite)."""
+    dialect = connection.dialect.name
+    if dialect == "postgresql":
+        extra = connection.scalar(sa.text(
+            "SELECT indnatts - indnkeyatts FROM pg_index "
+            "WHERE indrelid = 'taskjobs_stats'::regclass AND indisprimary"
+        ))  # fmt: skip
+        return f"{extra} included"
+    if dialect == "sqlite":
+        sql = connection.scalar(
+            sa.text("SELECT sql FROM sqlite_master WHERE name = 'taskjobs_stats'")
+        )
+        return "no rowid" if "WITHOUT ROWID" in sql.upper() else "rowid"
+    return "clustered"  # InnoDB keeps every table in its primary key's order
+
+
+def test_the_aggregates_are_read_from_their_key_and_migrating_either_way_keeps_them(
+    fresh_url: str,
+) -> None:
+    store = Store(fresh_url)
+    store.upgrade()
+    hour = datetime(2026, 3, 1, 12, tzinfo=timezone.utc)
+    row = {"kind": stats.RUNTIME, "width": 3600, "bucket_start": hour, "name": "tasks.a",
+           "label": "0.25", "jobs": 3, "total": 0.6}  # fmt: skip
+    with store.engine.begin() as connection:
+        connection.execute(stats.stats.insert(), row)
+    covering = {"postgresql": "2 included", "sqlite": "no rowid"}
+    plain = {"postgresql": "0 included", "sqlite": "rowid"}
+    for revision, layouts in (("0007", plain), ("head", covering)):
+        with store.engine.begin() as connection:
+            config = alembic_config(connection)
+            if revision == "head":
+                command.upgrade(config, revision)
+            else:
+                command.downgrade(config, revision)
+        with store.engine.connect() as connection:
+            assert _stats_layout(connection) == layouts.get(connection.dialect.name, "clustered")
+            found = [dict(r) for r in connection.execute(sa.select(stats.stats)).mappings()]
+        assert found == [row]
     store.dispose()
 
 
