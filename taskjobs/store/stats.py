@@ -75,7 +75,9 @@ def _edges() -> tuple[float, ...]:
     series ``GROWTH`` apart (each rounded to four digits), with the round values between them
     (1, 2, 2.5, 3 and 5 times each power of ten; minutes and hours up to a day)."""
     edges = {float(f"{GROWTH**k:.4g}") for k in range(-107, 188)}  # 1.09**-107 is 10**-4
-    edges |= {m * 10.0**e for e in range(-4, 8) for m in (1, 2, 2.5, 3, 5)}
+    # Written out, so that 0.3 is 0.3 and not 3 * 0.1 (0.30000000000000004), which a bucket
+    # bound of 0.3 would not equal.
+    edges |= {float(f"{m}e{e}") for e in range(-4, 8) for m in (1, 2, 2.5, 3, 5)}
     edges |= {60.0, 120.0, 300.0, 600.0, 900.0, 1200.0, 1800.0, 3600.0, 7200.0, 10800.0,
               21600.0, 43200.0, 86400.0}  # fmt: skip
     return tuple(sorted(edge for edge in edges if 1e-4 <= edge <= 1e7))
