@@ -205,6 +205,54 @@ def test_a_report_reads_the_same_before_and_after_a_fold(store: Store) -> None:
     assert sum(before.totals.values()) == 40
 
 
+def test_the_metrics_read_the_same_unfolded_half_folded_and_folded(store: Store) -> None:
+    """The folded sums and the changes not yet folded add up, counts and totals alike."""
+    for i in range(40):
+        status = [FINISHED, ERROR, RUNNING, FINISHED][i % 4]
+        made = random_values(random.Random(i), status)
+        transition(f"m{i}", status, made["values"], at=made["created"], seq=1)
+
+    def read() -> dict[str, Any]:
+        """The figures in one order, sums rounded (they are added up in another order)."""
+        rows = store.metrics_rows(now=MOMENT + timedelta(hours=4), since=MOMENT, buckets=BUCKETS)
+        return {
+            key: sorted(tuple(round(v, 9) if isinstance(v, float) else v for v in row)
+                        for row in value)
+            for key, value in rows.items()
+            if key != "unfolded"
+        }  # fmt: skip
+
+    unfolded_figures = read()
+    store.fold_stats(limit=len(kept_changes(store)) // 2)
+    assert unfolded(store) > 0
+    half_folded = read()
+    store.fold_stats()
+    assert unfolded_figures == half_folded == read()
+    # Each task's run time sum, the last of its runtime figures before the waits'.
+    runtime_sums = [row[len(BUCKETS) + 2] for row in unfolded_figures["histograms"]]
+    assert sum(runtime_sums) > 0
+
+
+def kept_changes(store: Store) -> list[int]:
+    with store.engine.connect() as connection:
+        return list(connection.scalars(sa.select(stat_changes.c.id)))
+
+
+def test_once_every_job_is_deleted_and_folded_no_aggregate_row_is_left(store: Store) -> None:
+    for i in range(30):
+        status = [FINISHED, ERROR, RUNNING][i % 3]
+        made = random_values(random.Random(i), status)
+        transition(f"d{i}", status, made["values"], at=made["created"], seq=1)
+    store.fold_stats()
+    assert kept(store)
+    for i in range(30):
+        store.delete(f"d{i}")
+    store.fold_stats()
+    with store.engine.connect() as connection:
+        left = connection.scalar(sa.select(sa.func.count()).select_from(stats.stats))
+    assert left == 0
+
+
 def dataclass_figures(report: Any) -> Any:
     """The report's figures that describe the window (not the age of what waits now)."""
     return (report.totals, report.tasks, report.workers, report.exceptions, report.timeline)

@@ -32,3 +32,12 @@ def test_round_values_are_bounds_so_their_percentiles_and_counts_are_exact() -> 
     assert all(stats.bin_label(value) == format(value, "g") for value in ROUND | MINUTES_AND_HOURS)
     # A bucket of 0.3 s is 0.3 s, not 3 * 0.1 (0.30000000000000004) that no user would write.
     assert 0.3 in edges and stats.bin_bound(stats.bin_label(0.3)) == 0.3
+
+
+def test_percentiles_are_nearest_rank_bin_bounds_of_the_bins_that_count_jobs() -> None:
+    # An emptied bin (its jobs purged) counts for nothing, not even the maximum.
+    assert stats.percentiles({"0.5": 3, "2": 1, "100": 0}, (50, 95)) == {
+        "max": 2.0, "p50": 0.5, "p95": 2.0
+    }  # fmt: skip
+    assert stats.percentiles({"0.5": 19, "2": 1}, (95,)) == {"max": 2.0, "p95": 0.5}
+    assert stats.percentiles({}, (50,)) == {}
