@@ -4,7 +4,9 @@ the bounds every percentile of the report and every bucket count of the metrics 
 from __future__ import annotations
 
 import itertools
+from datetime import datetime, timedelta, timezone
 
+from taskjobs.model import CELERY_LOST, ERROR
 from taskjobs.store import stats
 
 ROUND = {float(f"{m}e{e}") for e in range(-4, 8) for m in (1, 2, 2.5, 3, 5) if m * 10**e <= 1e7}
@@ -41,3 +43,61 @@ def test_percentiles_are_nearest_rank_bin_bounds_of_the_bins_that_count_jobs() -
     }  # fmt: skip
     assert stats.percentiles({"0.5": 19, "2": 1}, (95,)) == {"max": 2.0, "p95": 0.5}
     assert stats.percentiles({}, (50,)) == {}
+
+
+def test_a_job_counts_in_the_aggregates_of_its_minute_ten_minutes_hour_and_end() -> None:
+    created = datetime(2026, 3, 1, 12, 34, 56, tzinfo=timezone.utc)
+    eta = created + timedelta(seconds=30)  # it waits from its ETA, later than its publish
+    change = {
+        "sign": 1,
+        "name": "tasks.a",
+        "status": ERROR,
+        "worker": "celery@w1",
+        "exc_type": "ValueError",
+        "celery_state": None,
+        "retries": 2,
+        "created_at": created,
+        "eta": eta,
+        "started_at": eta + timedelta(seconds=2.5),
+        "finished_at": datetime(2026, 3, 1, 13, 0, 10, tzinfo=timezone.utc),
+        "runtime": 2.0,
+    }
+    buckets = [(3600, created.replace(minute=0, second=0)),
+               (600, created.replace(minute=30, second=0)),
+               (60, created.replace(second=0))]  # fmt: skip
+    every_time = (stats.ALL_TIME, stats.EPOCH)
+    wanted = {
+        **{(w, b, stats.STATE, "tasks.a", ERROR): (1, 2.0) for w, b in [*buckets, every_time]},
+        **{(w, b, stats.WORKER, "celery@w1", ERROR): (1, 0.0) for w, b in buckets},
+        **{(w, b, stats.EXCEPTION, "tasks.a", "ValueError"): (1, 0.0) for w, b in buckets},
+        (*every_time, stats.FAILURE, "tasks.a", "ValueError"): (1, 0.0),
+        **{(w, b, stats.RUNTIME, "tasks.a", "2"): (1, 2.0) for w, b in buckets},
+        **{(w, b, stats.WAIT, "tasks.a", "2.5"): (1, 2.5) for w, b in buckets},
+        (60, datetime(2026, 3, 1, 13, 0, tzinfo=timezone.utc), stats.ENDED, "", ERROR): (1, 0.0),
+    }
+    assert {key: (jobs, total) for key, jobs, total in stats.expand(change)} == wanted
+    # Its removal (sign -1) takes exactly as much away.
+    removed = {key: (jobs, total) for key, jobs, total in stats.expand({**change, "sign": -1})}
+    assert removed == {key: (-jobs, -total) for key, (jobs, total) in wanted.items()}
+
+
+def test_a_lost_job_fails_by_its_celery_state_and_a_clock_gone_back_waits_zero() -> None:
+    created = datetime(2026, 3, 1, 12, 34, 56, tzinfo=timezone.utc)
+    change = {
+        "sign": 1,
+        "name": None,
+        "status": ERROR,
+        "worker": None,
+        "exc_type": None,
+        "celery_state": CELERY_LOST,
+        "retries": 0,
+        "created_at": created,
+        "eta": None,
+        "started_at": created - timedelta(seconds=3),
+        "finished_at": None,
+        "runtime": None,
+    }
+    found = {key[2:]: (jobs, total) for key, jobs, total in stats.expand(change)}
+    assert found[(stats.FAILURE, "", CELERY_LOST)] == (1, 1.0)  # a lost job, counted as lost
+    assert found[(stats.WAIT, "", "0")] == (1, 0.0)
+    assert {kind for kind, _, _ in found} == {stats.STATE, stats.FAILURE, stats.WAIT}
