@@ -54,7 +54,8 @@ class WorkerStats:
 
 @dataclasses.dataclass(frozen=True)
 class Bucket:
-    """The jobs of the window that ended in one stretch of it."""
+    """The jobs that ended (finished or error) in one stretch of the window, whenever they were
+    created: unlike the other figures, the timeline follows the jobs' ends."""
 
     start: datetime
     finished: int
@@ -63,7 +64,8 @@ class Bucket:
 
 @dataclasses.dataclass(frozen=True)
 class Report:
-    """The status report over jobs created in [since, until), a window of whole minutes."""
+    """The status report over jobs created in [since, until), a window of whole minutes (the
+    timeline: over the jobs that ended in it)."""
 
     since: datetime
     until: datetime

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from taskjobs.model import utcnow
-from taskjobs.report import SLOW_LIMIT, build_report
+from taskjobs.report import SLOW_LIMIT, Bucket, build_report
 from taskjobs.store import Store, stats
 from tests.writes import transition
 
@@ -162,14 +162,19 @@ def test_figures_of_tasks_and_workers_with_nothing_of_a_kind() -> None:
 
 def test_a_window_shorter_than_a_minute_is_the_minute_that_holds_it() -> None:
     moment = datetime(2026, 1, 1, tzinfo=timezone.utc)
-    transition("ok", "finished", {"name": "fast"}, at=moment + timedelta(seconds=20))
-    transition("next", "finished", {"name": "fast"}, at=moment + timedelta(minutes=1))
+    for job_id, at in (
+        ("ok", moment + timedelta(seconds=20)),
+        ("next", moment + timedelta(minutes=1)),
+    ):
+        transition(job_id, "finished", {"name": "fast", "finished_at": at}, at=at)
     report = build_report(
         since=moment + timedelta(seconds=10), until=moment + timedelta(seconds=10.5)
     )
     assert (report.since, report.until) == (moment, moment + timedelta(minutes=1))
     assert report.tasks[0].counts["finished"] == 1
     assert report.tasks[0].throughput_per_minute == 1.0
+    # One minute, one stretch of the timeline: what ended in it.
+    assert report.timeline == [Bucket(start=moment, finished=1, failed=0)]
 
 
 def test_long_running_jobs_are_those_started_before_the_threshold_at_most_twenty() -> None:
@@ -243,3 +248,40 @@ def test_a_workers_last_seen_is_its_heartbeat_not_its_jobs_changes(store: Store)
     # Workers are those that ran the window's jobs or run jobs now; an idle one is not listed.
     assert (worker.worker, worker.last_seen) == ("celery@w", now - timedelta(seconds=3))
     assert worker.processed == 1
+
+
+def test_the_timeline_counts_what_ended_in_each_stretch_of_the_window() -> None:
+    """Three hours in sixty stretches of three minutes, oldest first: the jobs that ended in
+    each, whichever minute of it they ended in; a stretch where none ended counts none."""
+    since = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    ends = {
+        "f1": ("finished", timedelta(seconds=30)),
+        "f2": ("finished", timedelta(minutes=2)),
+        "e1": ("error", timedelta(minutes=3)),
+        "e2": ("error", timedelta(minutes=5, seconds=59)),
+        "f3": ("finished", timedelta(hours=3) - timedelta(seconds=1)),
+    }
+    for job_id, (state, end) in ends.items():
+        transition(job_id, state, {"name": "t", "finished_at": since + end}, at=since)
+    report = build_report(since=since, until=since + timedelta(hours=3))
+    empty = [
+        Bucket(start=since + timedelta(minutes=3 * i), finished=0, failed=0) for i in range(60)
+    ]
+    assert report.timeline == [
+        Bucket(start=since, finished=2, failed=0),
+        Bucket(start=since + timedelta(minutes=3), finished=0, failed=2),
+        *empty[2:59],
+        Bucket(start=since + timedelta(minutes=177), finished=1, failed=0),
+    ]
+
+
+def test_long_running_jobs_are_listed_by_when_they_started_not_when_they_were_published() -> None:
+    """A job published early that waited in the queue started after one published later: the
+    one that has run longer comes first."""
+    now = utcnow()
+    transition("queued-long", "running", {"started_at": now - timedelta(minutes=40)},
+               at=now - timedelta(hours=3))  # fmt: skip
+    transition("started-first", "running", {"started_at": now - timedelta(hours=1)},
+               at=now - timedelta(hours=2))  # fmt: skip
+    report = build_report(slow_after=timedelta(minutes=30))
+    assert [job.id for job in report.long_running] == ["started-first", "queued-long"]

@@ -16,7 +16,7 @@ from starlette.testclient import TestClient
 from taskjobs import lifecycle
 from taskjobs.lifecycle import Lineage
 from taskjobs.model import utcnow
-from taskjobs.store import Store
+from taskjobs.store import Store, stats
 from taskjobs.web import create_app
 from taskjobs.web.metrics import BUCKETS
 from tests.web.seed import HOSTILE, Seeded
@@ -114,6 +114,16 @@ def test_a_job_whose_eta_is_ahead_is_not_waiting_yet(client: TestClient, store: 
     assert by(samples, "taskjobs_oldest_pending_age_seconds", "name")["report.later"] == 0
 
 
+def test_a_job_due_since_its_eta_has_waited_since_then(client: TestClient, store: Store) -> None:
+    now = utcnow()
+    eta = now - timedelta(hours=1)
+    store.apply(lifecycle.published("job-due", name="report.due", user=None, request="",
+                                    queue="celery", lineage=Lineage(), retries=0, eta=eta,
+                                    delivery=None, at=now - timedelta(hours=2)))  # fmt: skip
+    age = by(scrape(client), "taskjobs_oldest_pending_age_seconds", "name")["report.due"]
+    assert 3600 <= age <= (utcnow() - eta).total_seconds()
+
+
 def test_workers_are_alive_silent_or_stopped(client: TestClient) -> None:
     samples = scrape(client)
     assert by(samples, "taskjobs_workers", "state") == {"alive": 1, "silent": 1, "stopped": 1}
@@ -195,6 +205,22 @@ def test_a_lost_job_is_counted_and_a_restart_changes_nothing(
     assert {k: v for k, v in again.items() if k not in volatile} == {
         k: v for k, v in samples.items() if k not in volatile
     }
+
+
+def test_histogram_bounds_that_are_not_bin_bounds_are_refused_saying_what_to_pick(
+    store: Store,
+) -> None:
+    now = utcnow()
+    with pytest.raises(ValueError) as refused:
+        store.metrics_rows(now=now, since=now - timedelta(hours=1), buckets=(0.7, 1.0, 4.0))
+    assert str(refused.value) == (
+        "histogram bucket bounds [0.7, 4.0] are not bounds of taskjobs' duration bins: pick "
+        "round values (1, 2, 2.5, 3 or 5 times a power of ten, minutes, hours) or others from "
+        "taskjobs.store.stats.EDGES"
+    )
+    # What it suggests is accepted: round values, and any of the bins' bounds.
+    round_values = (0.3, 2.5, 5.0, 60.0, 3600.0, stats.EDGES[7])
+    store.metrics_rows(now=now, since=now - timedelta(hours=1), buckets=round_values)
 
 
 def test_the_scrape_says_the_store_is_up_and_how_long_it_took(client: TestClient) -> None:
