@@ -15,7 +15,7 @@ from celery import signals
 import taskjobs
 from taskjobs import liveness
 from taskjobs.api.job import findJob, getJob, getJobHistory
-from taskjobs.celery import receivers, registry
+from taskjobs.celery import heartbeat, receivers, registry
 from taskjobs.celery.heartbeat import Heart
 from taskjobs.model import (
     STAGE_ENDED,
@@ -29,8 +29,9 @@ from taskjobs.model import (
 )
 from taskjobs.report import build_report
 from taskjobs.settings import Settings
-from taskjobs.store import Store, store_for
-from taskjobs.store.tables import stat_changes
+from taskjobs.store import Store, dialects, store_for
+from taskjobs.store.tables import jobs, stat_changes
+from taskjobs.store.workers import REAP_LOCK, REAP_LOCK_NAME
 from tests.waiting import wait_for
 from tests.writes import transition
 
@@ -379,10 +380,12 @@ def test_bookkeeping_that_fails_is_logged_and_never_raised(
     heart = Heart("celery@gone", Settings.load({"taskjobs_keep_finished": 60}), lambda: unreachable)
     heart.stopped("stopped")
     heart.expire()
+    heart.fold()
     failures = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert [r.getMessage() for r in failures] == [
         "taskjobs: could not record the stop of worker celery@gone",
         "taskjobs: deleting expired jobs failed",
+        "taskjobs: folding the running aggregates failed",
     ]
     assert all(r.exc_info is not None for r in failures)
 
@@ -434,3 +437,105 @@ def test_a_beating_worker_folds_the_logged_changes_into_the_aggregates(store: St
     after = build_report(**window)
     assert before.tasks[0].counts["finished"] == after.tasks[0].counts["finished"] == 30
     assert (after.tasks[0].runtime_p50, after.totals["error"]) == (2.0, 1)  # a round bound
+
+
+def test_a_heart_reaps_the_store_it_beats_in_not_the_default(store: Store, tmp_path: Path) -> None:
+    """A worker's app may keep its jobs in a store other than the process's default: its heart
+    judges the silent workers of that store."""
+    store.heartbeat("celery@dead", hostname="h", pid=1, at=utcnow() - timedelta(seconds=120))
+    transition("lost", "running", {"worker": "celery@dead"}, seq=order_key(0, STAGE_RUNNING),
+               store=store)  # fmt: skip
+    other = taskjobs.configure(f"sqlite:///{tmp_path}/other.sqlite3")  # the default elsewhere
+    try:
+        settings = Settings.load({"taskjobs_worker_timeout": 0.5})
+        heart = Heart("celery@judge", settings, lambda: store)
+
+        def judged() -> bool:
+            heart.beat_and_reap()
+            job = store.get("lost")
+            return job is not None and job.status == "error"
+
+        wait_for(judged, timeout=10, what="the silent worker's job to be marked lost")
+        assert other.list_workers() == []
+    finally:
+        taskjobs.configure(None)
+
+
+def test_one_round_of_a_hearts_bookkeeping_is_bounded(
+    store: Store, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A fold moves at most ``FOLD_LIMIT`` logged changes, an expiry deletes at most
+    ``EXPIRE_BATCHES`` batches of ``EXPIRE_BATCH_SIZE`` jobs: a worker's bookkeeping never holds
+    the job store for long, however much has piled up; the next rounds do the rest."""
+    monkeypatch.setattr(heartbeat, "FOLD_LIMIT", 4)
+    monkeypatch.setattr(heartbeat, "EXPIRE_BATCHES", 2)
+    monkeypatch.setattr(heartbeat, "EXPIRE_BATCH_SIZE", 2)
+    old = utcnow() - timedelta(days=2)
+    for i in range(7):
+        transition(f"old-{i}", "finished", {"name": "t"}, at=old)
+
+    def unfolded() -> int:
+        with store.engine.connect() as connection:
+            return int(connection.scalar(sa.select(sa.func.count()).select_from(stat_changes)))
+
+    heart = Heart("celery@bounded", Settings.load({"taskjobs_keep_finished": 86400}), lambda: store)
+    assert unfolded() == 7
+    heart.fold()
+    assert unfolded() == 3
+    with caplog.at_level(logging.INFO, logger="taskjobs"):
+        heart.expire()
+    assert len(store.select()) == 3
+    assert caplog.messages == ["taskjobs: deleted 4 job(s) past their time to keep"]
+    heart.expire()
+    assert store.select() == []
+
+
+def test_a_stop_recorded_while_another_process_reaps_counts_no_job(
+    store: Store, db_kind: str
+) -> None:
+    """One process at a time reaps: a worker's stop recorded meanwhile marks nothing, and says
+    so (0 jobs); its running jobs are left to be reaped once it is silent."""
+    if db_kind == "sqlite":
+        pytest.skip("SQLite's write lock makes the stop wait for the other reaper instead")
+    store.heartbeat("celery@w", hostname="h", pid=1, at=utcnow())
+    transition("job", "running", {"worker": "celery@w"}, seq=order_key(0, STAGE_RUNNING))
+    with (
+        store.engine.begin() as connection,
+        dialects.try_lock(connection, key=REAP_LOCK, name=REAP_LOCK_NAME) as held,
+    ):
+        assert held, "this test is the other process reaping"
+        assert liveness.worker_stopped("celery@w", "shut down", store) == 0
+    assert getJob("job", "running") is not None
+    assert liveness.worker_stopped("celery@w", "shut down", store) == 1
+
+
+def test_expiry_keeps_a_job_that_moved_on_while_its_batch_was_being_deleted(
+    store: Store, db_kind: str
+) -> None:
+    """A job lost long ago (``error``, past its time to keep) is delivered again just as an
+    expiry picked it for deletion: the job, running again, is kept."""
+    if db_kind == "sqlite":
+        pytest.skip("SQLite's write lock: no job changes between a purge's statements")
+    old = utcnow() - timedelta(days=10)
+    store.heartbeat("celery@dead", hostname="h", pid=1, at=old)
+    transition("lost", "running", {"worker": "celery@dead"}, seq=order_key(0, STAGE_RUNNING),
+               at=old)  # fmt: skip
+    assert liveness.reap(60, store) == {"celery@dead": 1}
+    redelivered: list[str] = []
+
+    def redeliver_once_picked(*args: object) -> None:
+        statement = str(args[2])  # the purge's: SELECT <jobs>.id FROM <jobs> WHERE ... LIMIT n
+        picks = statement.startswith(f"SELECT {jobs.name}.id") and "LIMIT" in statement
+        if picks and not redelivered:
+            redelivered.append(statement)  # another worker, in its own transaction
+            transition("lost", "running", {"worker": "celery@other"},
+                       seq=order_key(0, STAGE_RUNNING_AGAIN))  # fmt: skip
+
+    sa.event.listen(store.engine, "after_cursor_execute", redeliver_once_picked)
+    try:
+        assert liveness.expire({"error": 86400}, 1, 10, store) == 0
+    finally:
+        sa.event.remove(store.engine, "after_cursor_execute", redeliver_once_picked)
+    assert redelivered, "the expiry picked the job"
+    job = getJob("lost", "running")
+    assert job is not None and job["worker"] == "celery@other"

@@ -57,6 +57,14 @@ def test_a_publishers_own_reprs_replace_the_arguments() -> None:
     assert only_args == {"argsrepr": "('…',)", "kwargsrepr": None}
 
 
+def test_a_publishers_kwargsrepr_naming_only_the_keys_hides_the_values() -> None:
+    """A publisher may show which keyword arguments it gave but not their values: a tuple of
+    the keys is its own repr, not Celery's (whose repr of kwargs is the dict's)."""
+    kwargs = {"card": "4242 4242 4242 4242"}
+    stored = request((), kwargs, kwargsrepr=saferepr(tuple(kwargs)))
+    assert stored == {"argsrepr": None, "kwargsrepr": "('card',)"}
+
+
 def test_secret_looking_keys_are_redacted_at_any_depth_and_in_any_case() -> None:
     kwargs = {
         "Password": "p1",

@@ -10,11 +10,13 @@ from collections.abc import Iterator
 
 import pytest
 
+import taskjobs.store.store as store_module
 from taskjobs.celery import recorder as recording
 from taskjobs.celery.recorder import Change, Mode, Recorder
 from taskjobs.errors import StoreError
 from taskjobs.lifecycle import Note
 from taskjobs.model import utcnow
+from taskjobs.store import Store
 from tests.waiting import wait_for
 
 BATCHED = Mode(batched=True, interval=0.01)
@@ -319,3 +321,90 @@ def test_a_second_outage_is_ridden_out_like_the_first() -> None:
         store.down.clear()
         wait_for(lambda n=label: n in store.written, timeout=10,
                  what=f"{label} to land once the store is back")  # fmt: skip
+
+
+def test_a_full_batch_is_written_at_once_not_at_the_end_of_the_interval(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(recording, "BATCH_SIZE", 2)
+    store = FlakyStore()
+    recorder = Recorder(store, Mode(batched=True, interval=60.0))
+    recorder.submit(note("a"))
+    recorder.submit(note("b"))  # the batch is full
+    wait_for(lambda: store.written == ["a", "b"], timeout=10, what="the full batch to be written")
+
+
+class MeetingStore(FlakyStore):
+    """Down; its first two writes wait for each other, so that they fail together."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down.set()
+        self.meeting = threading.Barrier(2, timeout=30)
+        self.arrived = 0
+
+    def apply(self, change: Change) -> None:
+        with self.lock:
+            self.arrived += 1
+            meets = self.arrived <= 2
+        if meets:
+            self.meeting.wait()
+        super().apply(change)
+
+
+def test_threads_that_meet_an_outage_together_announce_it_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Task threads writing as the store goes down all queue their writes; the outage is
+    announced once, not once per thread."""
+    store = MeetingStore()
+    recorder = Recorder(store)
+    with caplog.at_level(logging.WARNING, logger="taskjobs"):
+        threads = [threading.Thread(target=recorder.submit, args=(note(label),)) for label in "ab"]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        assert sorted(change.job_id for change in recorder.buffer) == ["a", "b"]
+        assert logged(caplog) == [
+            "taskjobs: job store unreachable (database unreachable); buffering tracking writes "
+            "in memory (at most 10000) until it is back"
+        ]
+    store.down.clear()
+    assert recorder.drain(timeout=10) == 0
+    assert sorted(store.written) == ["a", "b"]
+
+
+class ExpectingStore(GatedStore):
+    """As the job store does, its writes first wait (at most ``SETTLE_TIMEOUT``) for the queued
+    writes it was told to expect, the process's publishes; a writer of taskjobs' own never does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._expected: weakref.WeakSet[Recorder] = weakref.WeakSet()
+
+    expect = Store.expect
+    settle = Store.settle
+
+    def apply(self, change: Change) -> None:
+        self.settle()
+        super().apply(change)
+
+
+def test_a_workers_writes_do_not_wait_for_the_publishes_being_written(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The publishes' writer is inside a batch (a slow commit, SQLite's lock): the writer of
+    the worker's events goes on writing; it never waits for the publishes its store's readers
+    wait for (it would hold its own batch open meanwhile)."""
+    monkeypatch.setattr(store_module, "SETTLE_TIMEOUT", 60.0)
+    store = ExpectingStore()
+    publishes = Recorder(store, BATCHED)
+    store.expect(publishes)
+    publishes.submit(note("published"))
+    assert store.inside.wait(30)  # the publishes' writer is performing its batch
+    Recorder(store, BATCHED).submit(note("event"))
+    wait_for(lambda: store.written == ["event"], timeout=10, what="the worker's event")
+    store.gate.set()
+    assert publishes.drain(timeout=10) == 0
+    assert store.written == ["event", "published"]
