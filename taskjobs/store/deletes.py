@@ -29,5 +29,9 @@ def purge_batch(connection: sa.Connection, where: Any, batch_size: int) -> int |
     ids = list(connection.scalars(sa.select(jobs.c.id).where(where).limit(batch_size)))
     if not ids:
         return None
-    connection.execute(sa.delete(transitions).where(transitions.c.job_id.in_(ids)))
-    return int(connection.execute(sa.delete(jobs).where(jobs.c.id.in_(ids), where)).rowcount)
+    # The jobs first, each only if it still matches (it may have moved on since it was read,
+    # a lost job redelivered, say); then the history of those that are gone, not of one kept.
+    deleted = int(connection.execute(sa.delete(jobs).where(jobs.c.id.in_(ids), where)).rowcount)
+    kept = sa.exists().where(jobs.c.id == transitions.c.job_id)
+    connection.execute(sa.delete(transitions).where(transitions.c.job_id.in_(ids), ~kept))
+    return deleted

@@ -539,3 +539,7 @@ def test_expiry_keeps_a_job_that_moved_on_while_its_batch_was_being_deleted(
     assert redelivered, "the expiry picked the job"
     job = getJob("lost", "running")
     assert job is not None and job["worker"] == "celery@other"
+    # Its history stays with it: the first run, the loss, the run again.
+    history = [(t.status, t.worker) for t in store.history("lost")]
+    assert history == [("running", "celery@dead"), ("error", "celery@dead"),
+                       ("running", "celery@other")]  # fmt: skip
