@@ -64,11 +64,14 @@ def reap(
     """Mark lost the running jobs of workers silent since before ``silent_since`` (or of
     ``worker``), and mark those workers stopped; returns {worker: jobs marked}.
 
-    One process at a time does this (a lock; others skip and get {}).
+    One process at a time looks for silent workers (a lock; others skip and get {}). A named
+    worker's stop is recorded whoever holds the lock: skipped, it would leave a worker that
+    shut down marked alive and its jobs running until reaped. Two processes marking the same
+    jobs are safe: each UPDATE re-reads the rows it waited for, and logs only its own.
     """
     marked: dict[str, int] = {}
     with dialects.try_lock(connection, key=REAP_LOCK, name=REAP_LOCK_NAME) as held:
-        if not held:
+        if not held and worker is None:
             return marked
         if worker is not None:
             names = [worker]
