@@ -244,3 +244,30 @@ def test_any_delivery_order_ends_with_the_attempts_the_task_made(
     store: Store, delivery: Delivery
 ) -> None:
     _check_delivery(store, delivery, retries_always=True)
+
+
+def test_a_job_an_untracked_publisher_sent_starts_over_when_a_tracked_one_sends_its_id(
+    store: Store,
+) -> None:
+    """A job that ran from an unstamped message, then published again under its id by a tracked
+    publisher (``apply_async(task_id=...)``): the stamped message is a later one, so its events
+    apply though their order keys are lower, and the job runs again."""
+    first, order = lifecycle_of("job", 0, "success", stamped=False)
+    for label in order:
+        store.apply(first[label])
+    assert findJob("job")[1] == "finished"
+    again, _ = lifecycle_of("job", 0, "failure", stamped=True)
+    later = {label: dataclasses.replace(event, at=event.at + timedelta(hours=1))
+             for label, event in again.items()}  # fmt: skip
+    store.apply(later["publish/0"])
+    assert findJob("job")[1] == "pending"
+    store.apply(later["received/0"])
+    store.apply(later["running/0"])
+    job = store.get("job")
+    assert job is not None and (job.status, job.worker) == ("running", "celery@w0")
+    store.apply(later["failure"])
+    ended = store.get("job")
+    assert ended is not None and (ended.status, ended.celery_state) == ("error", "FAILURE")
+    assert [h.status for h in store.history("job")] == [
+        "pending", "pending", "running", "finished", "pending", "pending", "running", "error",
+    ]  # fmt: skip

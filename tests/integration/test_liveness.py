@@ -508,7 +508,9 @@ def test_a_stop_recorded_while_another_process_reaps_still_marks_its_jobs(
         assert liveness.reap(0, store) == {}  # the search for silent ones waits its turn
     job = getJob("job", "error")
     assert job is not None and job["celery_state"] == "LOST"
-    assert [w.stopped_at is not None for w in store.list_workers() if w.name == "celery@w"] == [True]
+    assert [w.stopped_at is not None for w in store.list_workers() if w.name == "celery@w"] == [
+        True
+    ]
 
 
 def test_expiry_keeps_a_job_that_moved_on_while_its_batch_was_being_deleted(

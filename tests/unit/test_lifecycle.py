@@ -218,3 +218,41 @@ def test_a_note_is_a_stamped_line() -> None:
     assert str(note) == "the progress note of job job ('half way  \\n')"
     long = lifecycle.Note("job", "x" * 100, AT)
     assert str(long) == f"the progress note of job job ({'x' * 60!r})", "its first 60 characters"
+
+
+def test_a_retry_names_no_parent_when_received_started_or_ended() -> None:
+    # Celery names a retried task as its own parent: no event records the job as its own.
+    itself = Lineage(parent_id="job", root_id="root", group_id="g")
+    events = [
+        lifecycle.received(
+            "job", **KNOWN, lineage=itself, retries=1, eta=None, worker="celery@w",
+            redelivered=False, delivery=None, at=AT,
+        ),
+        lifecycle.started(
+            "job", **KNOWN, lineage=itself, retries=1, worker="celery@w", pid=1,
+            redelivered=False, delivery=None, at=AT,
+        ),
+        lifecycle.ended(
+            "job", what="failure", celery_state="FAILURE", retries=1, reason="boom",
+            exc_type="ValueError", at=AT, name="proj.add", lineage=itself,
+        ),
+    ]  # fmt: skip
+    for event in events:
+        assert "parent_id" not in event.fill, event.what
+        assert (event.fill["root_id"], event.fill["group_id"]) == ("root", "g")
+
+
+def test_a_redelivered_receipt_orders_after_a_presumed_end() -> None:
+    receipt = lifecycle.received(
+        "job", name=None, user=None, request=None, queue=None, lineage=Lineage(), retries=2,
+        eta=None, worker="celery@w", redelivered=True, delivery=None, at=AT,
+    )  # fmt: skip
+    assert receipt.seq == order_key(2, STAGE_RECEIVED_AGAIN) > order_key(2, STAGE_PRESUMED_END)
+
+
+def test_a_replacement_of_exactly_twenty_ids_names_them_all_and_no_more() -> None:
+    named = [f"proj.step id-{n}" for n in range(20)]
+    event = lifecycle.replaced("job", replacement=named, retries=0, delivery=None, at=AT)
+    assert event.message == (
+        f"[2026-03-04T05:06:07Z] replaced by {', '.join(named)}; the job ends when job does\n"
+    )

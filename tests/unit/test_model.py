@@ -187,3 +187,46 @@ def test_ids_of_other_types_and_too_long_ints_are_named_in_the_error() -> None:
     assert str(caught.value) == "invalid job id 1.5 of type float: a job id is a str or an int"
     with pytest.raises(InvalidInputError, match=f"at most {MAX_KEY_LENGTH} characters"):
         check_job_id(10**5000)  # too long even to print
+
+
+def test_messages_read_back_as_stamped_entries_with_their_continuations() -> None:
+    from taskjobs.model import message_entries, message_line
+
+    at = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    messages = "written by hand\n" + message_line("failed", at) + "Traceback\n  line 1\n"
+    messages += message_line("retried", at)
+    assert message_entries(messages) == [
+        ("", "written by hand"),
+        ("2026-01-02T03:04:05Z", "failed\nTraceback\n  line 1"),
+        ("2026-01-02T03:04:05Z", "retried"),
+    ]
+
+
+def test_a_value_that_is_not_json_is_named_by_its_type() -> None:
+    with pytest.raises(InvalidInputError) as caught:
+        encode_value("result", {1, 2})
+    assert str(caught.value).startswith(
+        "invalid value for job field 'result': set is not JSON-serializable ("
+    )
+
+
+def test_counts_may_use_the_whole_32_bit_range() -> None:
+    from taskjobs.model import MAX_INT
+
+    assert encode_data({"pid": MAX_INT, "retries": MAX_INT}) == {"pid": MAX_INT, "retries": MAX_INT}
+    with pytest.raises(InvalidInputError, match=f"from 0 to {MAX_INT}"):
+        encode_data({"retries": MAX_INT + 1})
+
+
+@pytest.mark.parametrize(
+    ("span", "width"),
+    [(30, 60), (3600, 60), (3601, 120), (3660, 120), (3661, 120), (7201, 180), (86400, 1440)],
+)
+def test_timeline_buckets_are_whole_minutes_and_at_most_sixty(span: int, width: int) -> None:
+    from datetime import timedelta
+
+    from taskjobs.model import TIMELINE_BUCKETS, bucket_seconds
+
+    since = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    assert bucket_seconds(since, since + timedelta(seconds=span)) == width
+    assert -(-span // width) <= TIMELINE_BUCKETS
