@@ -22,6 +22,7 @@ from alembic.runtime.migration import MigrationContext
 import taskjobs
 from taskjobs import lifecycle
 from taskjobs.api.job import getJob, setJob
+from taskjobs.celery.recorder import Mode, Recorder
 from taskjobs.errors import ConfigurationError, InvalidInputError, StoreError
 from taskjobs.model import (
     STAGE_ENDED,
@@ -33,7 +34,7 @@ from taskjobs.model import (
 )
 from taskjobs.store import JobQuery, Store, Transition, Worker, stats, store_for
 from taskjobs.store.schema import alembic_config, head_revision
-from taskjobs.store.tables import JOBS_TABLE, VERSION_TABLE, metadata
+from taskjobs.store.tables import JOBS_TABLE, VERSION_TABLE, metadata, stat_changes
 from tests.writes import transition
 
 
@@ -698,3 +699,139 @@ def test_the_filters_take_wildcards_literally_and_refuse_bad_orders_by_name(stor
         store.find(JobQuery(ascending=True, after="a_1"))
     with pytest.raises(InvalidInputError, match=r"not sort 'runtime'$"):
         store.find(JobQuery(sort="runtime", after="a_1"))
+
+
+def _append(store: Store) -> object:
+    return store.append_message("job", "x\n", utcnow())
+
+
+def _delete(store: Store) -> object:
+    return store.delete("job")
+
+
+def _beat(store: Store) -> object:
+    store.heartbeat("celery@w", hostname="h", pid=1, at=utcnow())
+    return None
+
+
+def _presume_ended(store: Store) -> object:
+    now = utcnow()
+    return store.presume_queued_ended(queues=["q"], created_before=now, celery_state="LOST",
+                                      note="gone", at=now)  # fmt: skip
+
+
+def _note_revoked(store: Store) -> object:
+    return store.note_revoked(["job"], celery_state="REVOKING", note="revoke sent", at=utcnow())
+
+
+@pytest.mark.parametrize("write", [_append, _delete, _beat, _presume_ended, _note_revoked])
+def test_a_write_that_cannot_reach_the_database_says_it_could_not_write(
+    write: Callable[[Store], object],
+) -> None:
+    """What a worker logs when the store is down (a heartbeat, a note, a revoke) says which
+    way it failed: a write, not a read (a user granted SELECT only would look elsewhere)."""
+    store = store_for("postgresql://nobody@127.0.0.1:1/nowhere")
+    with pytest.raises(StoreError) as caught:
+        write(store)
+    assert caught.value.retryable
+    assert str(caught.value).startswith(
+        "could not write jobs in postgresql+psycopg://nobody@127.0.0.1:1/nowhere: "
+    )
+
+
+def test_a_revoke_notes_the_jobs_still_waiting_and_counts_them(store: Store) -> None:
+    for job_id, state in (("waits", "pending"), ("runs", "running"), ("done", "finished")):
+        transition(job_id, state, {})
+    now = utcnow()
+    ids = ["waits", "runs", "done", "unknown"]
+    assert store.note_revoked(ids, celery_state="REVOKING", note="revoke sent", at=now) == 2
+    assert store.note_revoked([], celery_state="REVOKING", note="revoke sent", at=now) == 0
+
+
+def _read_metrics(store: Store, now: datetime) -> dict[str, object]:
+    return store.metrics_rows(now=now, since=now - timedelta(hours=1), buckets=(1.0, 10.0))
+
+
+def _read_report(store: Store, now: datetime) -> dict[str, object]:
+    since = now - timedelta(hours=1)
+    return store.report_rows(since=since, until=now, slow_before=now, slow_limit=10)
+
+
+@pytest.mark.parametrize("read", [_read_metrics, _read_report])
+def test_a_read_of_the_figures_is_one_snapshot_while_jobs_are_published(
+    store: Store, read: Callable[[Store, datetime], dict[str, object]]
+) -> None:
+    """The report and the metrics read the aggregates, the changes no fold has moved and the
+    waiting jobs in several statements: a job published meanwhile is in none of the figures,
+    not counted in one and missing from another. On MariaDB, also when the server's default
+    isolation is lower (READ COMMITTED, as some MySQL setups have it)."""
+    reader = store
+    if store.engine.dialect.name in ("mysql", "mariadb"):
+        lowered = "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED"
+        reader = Store(store.url.update_query_dict({"init_command": lowered}))
+    try:
+        _read_while_a_job_is_published(store, reader, read)
+    finally:
+        if reader is not store:
+            reader.dispose()
+
+
+def _read_while_a_job_is_published(
+    store: Store, reader: Store, read: Callable[[Store, datetime], dict[str, object]]
+) -> None:
+    now = utcnow().replace(microsecond=0)
+    _published(store, "before", "shop.a", now - timedelta(minutes=1), None)
+    unseen = read(reader, now)
+    publisher = Store(store.url)
+    pending = True
+
+    def publish_during_the_read(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        nonlocal pending
+        if pending and statement.lstrip().upper().startswith("SELECT"):  # the read's first
+            pending = False
+            _published(publisher, "during", "shop.b", now - timedelta(minutes=2), None)
+
+    sa.event.listen(reader.engine, "after_cursor_execute", publish_during_the_read)
+    try:
+        during = read(reader, now)
+    finally:
+        sa.event.remove(reader.engine, "after_cursor_execute", publish_during_the_read)
+        publisher.dispose()
+    assert not pending, "nothing was published during the read"
+    assert during == unseen
+    assert read(reader, now) != unseen  # the next read sees it
+
+
+def test_a_read_waits_for_the_writes_queued_in_this_process_it_was_told_to_expect(
+    store: Store,
+) -> None:
+    """As the "async" publish mode does: publishes queue for a writer thread, and a read here
+    first waits for them, so that it finds the job just published."""
+    fresh = Store(store.url)
+    publishes = Recorder(fresh, Mode(batched=True, interval=60.0))
+    fresh.expect(publishes)
+    at = utcnow()
+    publishes.submit(lifecycle.published("queued", name="shop.a", user=None, request="",
+                                         queue=None, lineage=lifecycle.Lineage(), retries=0,
+                                         eta=None, delivery=None, at=at))  # fmt: skip
+    job = fresh.get("queued")
+    assert job is not None and job.name == "shop.a"
+    assert publishes.drain(timeout=10) == 0
+    fresh.dispose()
+
+
+def test_a_fold_moves_the_changes_a_batch_at_a_time_up_to_its_limit(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker's heart folds at most a limit per round, larger than one batch: every batch
+    counts, the last one is cut to the limit, and a fold with no limit goes on to the end."""
+    monkeypatch.setattr(stats, "FOLD_BATCH", 4)
+    for i in range(12):
+        transition(f"f{i}", "finished", {"name": "t"})
+    with store.engine.connect() as connection:
+        logged = connection.scalar(sa.select(sa.func.count()).select_from(stat_changes))
+    assert logged >= 12  # a change at least for each job
+    assert store.fold_stats(limit=6) == 6
+    assert store.fold_stats(limit=3) == 3
+    assert store.fold_stats() == logged - 9
+    assert store.fold_stats() == 0

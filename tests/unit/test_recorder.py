@@ -408,3 +408,21 @@ def test_a_workers_writes_do_not_wait_for_the_publishes_being_written(
     store.gate.set()
     assert publishes.drain(timeout=10) == 0
     assert store.written == ["event", "published"]
+
+
+def test_a_long_queue_of_publishes_is_written_within_what_a_read_waits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A read waits at most ``SETTLE_TIMEOUT`` for this process's queued publishes (a large
+    group, say), written a batch per transaction: the writer must go on from one batch to the
+    next at once, not wait for its interval (60 s here) or the read misses the last ones."""
+    monkeypatch.setattr(recording, "BATCH_SIZE", 2)
+    store = GatedStore()
+    publishes = Recorder(store, Mode(batched=True, interval=60.0))
+    labels = [f"p{i}" for i in range(12)]
+    for label in labels:
+        publishes.submit(note(label))
+    assert store.inside.wait(30)  # the writer holds its first batch open meanwhile
+    store.gate.set()
+    assert publishes.flush(store_module.SETTLE_TIMEOUT) == 0
+    assert store.written == labels
