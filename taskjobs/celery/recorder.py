@@ -150,7 +150,10 @@ class Recorder:
                     written = 0
                     logger.warning("taskjobs: job store unreachable (%s); will retry", exc)
                 outage = True
+                # A flush asked for meanwhile makes one retry at once; used up, it must not
+                # turn the backoff into a busy loop for the rest of the outage.
                 self.kick.wait(delay)
+                self.kick.clear()
                 delay = min(delay * 2, LONGEST_RETRY)
                 continue
             with self.lock:

@@ -426,3 +426,23 @@ def test_a_long_queue_of_publishes_is_written_within_what_a_read_waits(
     store.gate.set()
     assert publishes.flush(store_module.SETTLE_TIMEOUT) == 0
     assert store.written == labels
+
+
+def test_a_flush_asked_during_an_outage_retries_once_then_backs_off_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(recording, "FIRST_RETRY", 30.0)
+    monkeypatch.setattr(recording, "LONGEST_RETRY", 30.0)
+    store = FlakyStore()
+    recorder = Recorder(store)
+    store.down.set()
+    recorder.submit(note("a"))
+    wait_for(lambda: store.refused >= 2, what="the writer's first retry")
+    assert recorder.flush(0.05) == 1  # asked to write now: it tries at once, and cannot
+    wait_for(lambda: store.refused >= 3, what="the retry the flush asked for")
+    # The request is used up: the writer waits its 30 s again instead of retrying at once,
+    # forever (a busy loop against a database that is down).
+    wait_for(lambda: not recorder.kick.is_set(), what="the writer to wait again")
+    assert store.refused < 10
+    store.down.clear()
+    assert recorder.drain(timeout=10) == 0 and store.written == ["a"]
