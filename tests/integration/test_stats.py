@@ -330,3 +330,13 @@ def test_a_fold_moves_as_many_changes_as_asked_and_says_how_many(store: Store) -
     assert unfolded(store) == 7
     assert store.fold_stats() == 7
     assert store.fold_stats() == 0
+
+
+def test_a_fold_deletes_the_changes_it_moved_in_chunks_every_one(
+    store: Store, monkeypatch: Any
+) -> None:
+    monkeypatch.setattr(stats, "_DELETE_CHUNK", 3)
+    for i in range(10):
+        transition(f"c{i}", FINISHED, {"name": "t"}, at=MOMENT, seq=1)
+    assert store.fold_stats() == 10
+    assert unfolded(store) == 0 and kept(store) == expected(store)
