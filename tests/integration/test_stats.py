@@ -322,16 +322,6 @@ def test_metrics_buckets_that_are_not_bin_bounds_are_refused(store: Store) -> No
     assert store.metrics_rows(now=now, since=MOMENT, buckets=(0.05, 0.3, 1.0))["histograms"] == []
 
 
-def test_a_fold_moves_as_many_changes_as_asked_and_says_how_many(store: Store) -> None:
-    assert store.fold_stats() == 0  # nothing logged yet
-    for i in range(12):
-        transition(f"f{i}", FINISHED, {"name": "t"}, at=MOMENT, seq=1)
-    assert store.fold_stats(limit=5) == 5
-    assert unfolded(store) == 7
-    assert store.fold_stats() == 7
-    assert store.fold_stats() == 0
-
-
 def test_a_fold_deletes_the_changes_it_moved_in_chunks_every_one(
     store: Store, monkeypatch: Any
 ) -> None:

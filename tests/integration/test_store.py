@@ -826,12 +826,18 @@ def test_a_fold_moves_the_changes_a_batch_at_a_time_up_to_its_limit(
     """A worker's heart folds at most a limit per round, larger than one batch: every batch
     counts, the last one is cut to the limit, and a fold with no limit goes on to the end."""
     monkeypatch.setattr(stats, "FOLD_BATCH", 4)
+    assert store.fold_stats() == 0  # nothing logged yet
     for i in range(12):
         transition(f"f{i}", "finished", {"name": "t"})
-    with store.engine.connect() as connection:
-        logged = connection.scalar(sa.select(sa.func.count()).select_from(stat_changes))
+
+    def unfolded() -> int:
+        with store.engine.connect() as connection:
+            return int(connection.scalar(sa.select(sa.func.count()).select_from(stat_changes)))
+
+    logged = unfolded()
     assert logged >= 12  # a change at least for each job
     assert store.fold_stats(limit=6) == 6
+    assert unfolded() == logged - 6
     assert store.fold_stats(limit=3) == 3
     assert store.fold_stats() == logged - 9
     assert store.fold_stats() == 0
