@@ -13,10 +13,10 @@ import sqlalchemy as sa
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import UnaryExpression
 
-from taskjobs.model import PENDING, RUNNING, bucket_seconds
+from taskjobs.model import PENDING, bucket_seconds
 from taskjobs.store import reads, stats
 from taskjobs.store.reads import job_from_row
-from taskjobs.store.tables import jobs, workers
+from taskjobs.store.tables import IS_RUNNING, jobs, workers
 
 # Percentiles the report shows, in per cent.
 PERCENTILES = (50, 95)
@@ -46,7 +46,7 @@ def report_rows(
     window = stats.Figures(connection, REPORT_KINDS, stats.cover(since, until), unfolded)
     slow = (
         sa.select(jobs)
-        .where(c.status == RUNNING, c.started_at < slow_before)
+        .where(IS_RUNNING, c.started_at < slow_before)
         .order_by(c.started_at)
         .limit(slow_limit)
     )

@@ -9,10 +9,10 @@ from typing import Any
 import sqlalchemy as sa
 
 from taskjobs.errors import InvalidInputError
-from taskjobs.model import JOB_FIELDS, RUNNING, TEXT_FIELDS, Job
+from taskjobs.model import JOB_FIELDS, TEXT_FIELDS, Job
 from taskjobs.store import dialects
 from taskjobs.store.records import SORTABLE, JobQuery, Transition
-from taskjobs.store.tables import jobs, transitions
+from taskjobs.store.tables import IS_RUNNING, jobs, transitions
 
 
 def job_from_row(row: sa.RowMapping) -> Job:
@@ -161,7 +161,7 @@ def running_by_worker(connection: sa.Connection) -> dict[str, int]:
     """How many jobs run now on each worker that runs any."""
     query = (
         sa.select(jobs.c.worker, sa.func.count())
-        .where(jobs.c.status == RUNNING, jobs.c.worker.is_not(None))
+        .where(IS_RUNNING, jobs.c.worker.is_not(None))
         .group_by(jobs.c.worker)
     )
     return {worker: count for worker, count in connection.execute(query)}
