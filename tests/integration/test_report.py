@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import random
 from datetime import datetime, timedelta, timezone
-from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
 from taskjobs.model import RUNNING, utcnow
 from taskjobs.report import SLOW_LIMIT, Bucket, build_report
 from taskjobs.store import Store, stats
 from taskjobs.store.tables import jobs
+from tests.plans import analyze, plans_of
 from tests.writes import transition
 
 pytestmark = pytest.mark.usefixtures("store")
@@ -290,32 +289,6 @@ def test_long_running_jobs_are_listed_by_when_they_started_not_when_they_were_pu
     assert [job.id for job in report.long_running] == ["started-first", "queued-long"]
 
 
-def _plans_of_running_reads(store: Store) -> list[str]:
-    """The query plans of the report's statements that read the jobs running now, each
-    explained with the parameters the report gave it."""
-    seen: list[tuple[str, Any]] = []
-
-    def capture(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        if f"'{RUNNING}'" in statement:
-            seen.append((statement, parameters))
-
-    sa.event.listen(store.engine, "before_cursor_execute", capture)
-    try:
-        build_report(slow_after=timedelta(minutes=30), store=store)
-    finally:
-        sa.event.remove(store.engine, "before_cursor_execute", capture)
-    sqlite = store.engine.dialect.name == "sqlite"
-    plans = []
-    with store.engine.begin() as connection:
-        if not sqlite:  # any index beats reading the table here: which one is the question
-            connection.exec_driver_sql("SET LOCAL enable_seqscan = off")
-        for statement, parameters in seen:
-            explain = "EXPLAIN QUERY PLAN " if sqlite else "EXPLAIN "
-            rows = connection.exec_driver_sql(explain + statement, parameters)
-            plans.append("\n".join(" ".join(map(str, row)) for row in rows))
-    return plans
-
-
 def test_the_running_jobs_are_read_from_their_own_index(store: Store, db_kind: str) -> None:
     if db_kind == "mariadb":
         pytest.skip("MySQL and MariaDB have no partial indexes: theirs indexes every job")
@@ -329,10 +302,8 @@ def test_the_running_jobs_are_read_from_their_own_index(store: Store, db_kind: s
     ]  # fmt: skip
     with store.engine.begin() as connection:
         connection.execute(jobs.insert(), rows)
-    analyze = "ANALYZE" if db_kind == "sqlite" else "VACUUM ANALYZE taskjobs_jobs"
-    with store.engine.connect() as connection:
-        connection.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(analyze)
-    plans = _plans_of_running_reads(store)
+    analyze(store)
+    plans = plans_of(store, lambda: build_report(store=store), f"'{RUNNING}'")
     assert len(plans) == 2, "the long-running list and the running jobs per worker"
     for plan in plans:
         assert "ix_taskjobs_jobs_running" in plan, plan
