@@ -289,6 +289,44 @@ def test_long_running_jobs_are_listed_by_when_they_started_not_when_they_were_pu
     assert [job.id for job in report.long_running] == ["started-first", "queued-long"]
 
 
+@pytest.mark.parametrize("folded", [False, True], ids=["logged", "folded"])
+def test_a_window_with_ragged_edges_counts_exactly_the_jobs_created_in_it(
+    store: Store, folded: bool
+) -> None:
+    """A window from 7 minutes past an hour to 7 minutes before another is read as hour,
+    ten-minute and minute buckets: each range keeps to its own bounds, whatever lies beside."""
+    hour = (utcnow() - timedelta(hours=8)).replace(minute=0, second=0, microsecond=0)
+    since, until = hour + timedelta(minutes=7), hour + timedelta(hours=4, minutes=53)
+    inside = [
+        since,
+        hour + timedelta(minutes=30),
+        hour + timedelta(hours=2),
+        hour + timedelta(hours=4, minutes=51),
+        until - timedelta(seconds=1),
+    ]
+    outside = [hour - timedelta(hours=2), since - timedelta(seconds=1),
+               hour + timedelta(minutes=6), until, hour + timedelta(hours=4, minutes=55),
+               hour + timedelta(hours=5, minutes=30)]  # fmt: skip
+    for i, created in enumerate(inside + outside):
+        transition(f"job{i}", "finished", {"name": "a", "runtime": 1.0}, at=created)
+    if folded:
+        store.fold_stats()
+    report = build_report(since=since, until=until, store=store)
+    assert report.totals["finished"] == len(inside)
+    assert [task.counts["finished"] for task in report.tasks] == [len(inside)]
+
+
+def test_an_error_without_an_exception_is_an_error_of_no_listed_exception(store: Store) -> None:
+    now = utcnow()
+    transition("bare", "error", {"name": "a"}, at=now - timedelta(minutes=5))
+    transition(
+        "typed", "error", {"name": "a", "exc_type": "KeyError"}, at=now - timedelta(minutes=5)
+    )
+    report = build_report(store=store)
+    assert report.totals["error"] == 2
+    assert report.exceptions == [("KeyError", 1)]
+
+
 def test_the_running_jobs_are_read_from_their_own_index(store: Store, db_kind: str) -> None:
     if db_kind == "mariadb":
         pytest.skip("MySQL and MariaDB have no partial indexes: theirs indexes every job")

@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
 from taskjobs import lifecycle
+from taskjobs.api.job import setJob
 from taskjobs.lifecycle import Lineage
 from taskjobs.model import utcnow
 from taskjobs.store import Store, stats
@@ -122,6 +123,15 @@ def test_a_job_due_since_its_eta_has_waited_since_then(client: TestClient, store
                                     delivery=None, at=now - timedelta(hours=2)))  # fmt: skip
     age = by(scrape(client), "taskjobs_oldest_pending_age_seconds", "name")["report.due"]
     assert 3600 <= age <= (utcnow() - eta).total_seconds()
+
+
+def test_an_error_without_an_exception_counts_under_an_empty_exception(store: Store) -> None:
+    """An error set through the API names no exception: its failure has the empty label, the
+    same one a task without failures shows."""
+    setJob("bare", {"name": "report.bare"}, "error")
+    with TestClient(create_app(store)) as client:
+        failed = by(scrape(client), "taskjobs_task_failed_total", "name", "exception")
+    assert failed == {("report.bare", ""): 1}
 
 
 def test_workers_are_alive_silent_or_stopped(client: TestClient) -> None:
