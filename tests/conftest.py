@@ -55,6 +55,11 @@ def store(database_url: str) -> Iterator[Store]:
     """The configured store, every table empty."""
     configured = taskjobs.configure(database_url)
     configured.upgrade()
+    # The writer builds each shape's statement once and keeps it; the store is kept per URL for
+    # the whole run, so only the first test to write a shape would build it. Built afresh for
+    # each test, every test that writes reaches the code that builds it, and mutation testing
+    # (which runs, for each mutant, only the tests that reached its function) runs them all.
+    configured._writer._statements.clear()
     with configured.engine.begin() as connection:
         # The jobs first: deleting them logs changes of the aggregates, deleted next.
         for table in (jobs, transitions, workers, stat_changes, stats):
