@@ -2,14 +2,15 @@
 10,000,000 jobs, read from the running aggregates.
 
     python bench/report_scale.py [--sizes 1000000,10000000] [--databases sqlite,postgresql]
-                                 [--days 7]
+                                 [--days 7] [--without-index NAME]
 
 Seeds a scratch database per kind and size with ``queries.py``'s jobs (7 days, 50 task names,
 10 workers), through the triggers that log each job's figures, then times: the fold of those
 changes into the aggregates (what a worker's heartbeat does as it goes), the report over the last
 24 hours (``build_report``), ``/metrics``' reads (``metrics_rows``), and counts the aggregate rows
 each read covers. The report's cost should follow the buckets and task names, not the jobs:
-``--days 1`` puts every job in the report's window.
+``--days 1`` puts every job in the report's window. ``--without-index NAME`` then drops that
+index and times the same reads again on the same rows: one index's effect, in one run.
 Results go to bench/results/report-scale-<time>.json.
 """
 
@@ -55,7 +56,21 @@ def covered_rows(store: taskjobs.store.Store) -> dict[str, int]:
     return {"aggregate_rows": int(total or 0), "report_window_rows": int(read or 0)}
 
 
-def run(kind: str, count: int, days: float, repeat: int, tmp: str) -> dict[str, Any]:
+def timings(store: taskjobs.store.Store, repeat: int) -> dict[str, Any]:
+    """The report's and the metrics' reads, each timed ``repeat`` times."""
+    now = utcnow()
+    return {
+        "report, last 24 h": timed(build_report, repeat),
+        "metrics_rows": timed(
+            lambda: store.metrics_rows(now=now, since=now - HISTOGRAM_WINDOW, buckets=BUCKETS),
+            repeat,
+        ),
+    }
+
+
+def run(
+    kind: str, count: int, days: float, repeat: int, tmp: str, without: str | None = None
+) -> dict[str, Any]:
     rng = random.Random(1234)
     with scratch_database(kind, tmp) as url:
         store = taskjobs.configure(url)
@@ -69,23 +84,18 @@ def run(kind: str, count: int, days: float, repeat: int, tmp: str) -> dict[str, 
         if store.engine.dialect.name == "postgresql":
             with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
                 c.exec_driver_sql("VACUUM ANALYZE taskjobs_stats")
-        now = utcnow()
         result = {
             "seed_seconds": seeded,
             "fold_seconds": fold_seconds,
             "changes_folded": folded,
             "changes_per_second": folded / fold_seconds if fold_seconds else None,
             **covered_rows(store),
-            "timings": {
-                "report, last 24 h": timed(build_report, repeat),
-                "metrics_rows": timed(
-                    lambda: store.metrics_rows(
-                        now=now, since=now - HISTOGRAM_WINDOW, buckets=BUCKETS
-                    ),
-                    repeat,
-                ),
-            },
+            "timings": timings(store, repeat),
         }
+        if without:  # the same reads on the same rows, the index dropped: its effect
+            with store.engine.begin() as connection:
+                connection.exec_driver_sql(f"DROP INDEX {without}")
+            result[f"timings without {without}"] = timings(store, repeat)
         store.dispose()
         taskjobs.configure(None)
     return result
@@ -97,6 +107,9 @@ def main() -> None:
     parser.add_argument("--databases", default="sqlite,postgresql")
     parser.add_argument("--days", type=float, default=7)
     parser.add_argument("--repeat", type=int, default=10)
+    parser.add_argument(
+        "--without-index", metavar="NAME", help="then drop this index and time the reads again"
+    )
     args = parser.parse_args()
     report: dict[str, Any] = {
         "python": platform.python_version(),
@@ -108,7 +121,7 @@ def main() -> None:
         for size in (int(part) for part in args.sizes.split(",")):
             for kind in args.databases.split(","):
                 print(f"{kind}: seeding {size:,} jobs")
-                result = run(kind, size, args.days, args.repeat, tmp)
+                result = run(kind, size, args.days, args.repeat, tmp, args.without_index)
                 report["results"][f"{kind}-{size}"] = result
                 timings = result["timings"]
                 print(
@@ -117,6 +130,13 @@ def main() -> None:
                     f"{result['report_window_rows']:,} aggregate rows read of "
                     f"{result['aggregate_rows']:,}"
                 )
+                if args.without_index:
+                    dropped = result[f"timings without {args.without_index}"]
+                    print(
+                        f"  without {args.without_index}: report "
+                        f"{dropped['report, last 24 h']['median_ms']:.1f} ms, "
+                        f"metrics {dropped['metrics_rows']['median_ms']:.1f} ms"
+                    )
     save_results("report-scale", report)
 
 
