@@ -6,9 +6,11 @@ from typing import Any
 
 from taskjobs.config import DEFAULT_URL, URL_VARIABLE, configure
 from taskjobs.errors import (
+    AmbiguousJobIdError,
     ConfigurationError,
     InvalidInputError,
     InvalidStateError,
+    JobNotFoundError,
     StoreError,
     TaskJobsError,
     UnknownFieldError,
@@ -45,9 +47,11 @@ __all__ = [
     "STATES",
     "Job",
     # errors
+    "AmbiguousJobIdError",
     "ConfigurationError",
     "InvalidInputError",
     "InvalidStateError",
+    "JobNotFoundError",
     "StoreError",
     "TaskJobsError",
     "UnknownFieldError",
