@@ -25,12 +25,12 @@ def ids(client: TestClient, query: str = "") -> list[str]:
 
 
 def test_a_job_has_every_field_the_documented_functions_return(
-    client: TestClient, store: Store, seeded: Seeded
+    fresh_client: TestClient, store: Store, fresh_seeded: Seeded
 ) -> None:
-    answer = client.get(f"/api/v1/jobs?id={seeded.root}").json()
+    answer = fresh_client.get(f"/api/v1/jobs?id={fresh_seeded.root}").json()
     (job,) = answer["jobs"]
     assert list(job) == list(JOB_FIELDS)
-    assert job == queries.job_with_history(seeded.root, store).as_dict()["job"]
+    assert job == queries.job_with_history(fresh_seeded.root, store).as_dict()["job"]
     assert job["created_at"].endswith("+00:00"), "ISO 8601 in UTC"
     assert answer["next_after"] is None
 

@@ -83,13 +83,13 @@ def test_waiting_running_and_retrying_tasks_have_celerys_states(
 
 
 def test_a_job_taskjobs_marked_lost_is_a_failure_saying_why(
-    client: TestClient, store: Store, seeded: Seeded
+    fresh_client: TestClient, store: Store, fresh_seeded: Seeded
 ) -> None:
     store.reap(silent_since=None, worker="celery@alpha", at=utcnow(), reason="worker silent")
-    task = tasks(client)[seeded.running]
+    task = tasks(fresh_client)[fresh_seeded.running]
     assert task["state"] == "FAILURE", f"not {CELERY_LOST!r}: Flower clients know Celery's states"
     assert "worker silent" in str(task["exception"])
-    assert seeded.running in tasks(client, "state=FAILURE")
+    assert fresh_seeded.running in tasks(fresh_client, "state=FAILURE")
 
 
 def test_tasks_are_newest_first_and_limit_and_offset_page_them(
@@ -182,18 +182,20 @@ class CountingReads:
         return getattr(self.store, name)
 
 
-def test_task_result_waits_for_the_end_when_given_a_timeout(store: Store, seeded: Seeded) -> None:
+def test_task_result_waits_for_the_end_when_given_a_timeout(
+    store: Store, fresh_seeded: Seeded
+) -> None:
     reads = CountingReads(store)
-    client = TestClient(create_app(reads))  # type: ignore[arg-type]
+    fresh_client = TestClient(create_app(reads))  # type: ignore[arg-type]
     answers: list[dict[str, object]] = []
-    path = f"/api/task/result/{seeded.running}?timeout=30"
-    asking = threading.Thread(target=lambda: answers.append(client.get(path).json()))
+    path = f"/api/task/result/{fresh_seeded.running}?timeout=30"
+    asking = threading.Thread(target=lambda: answers.append(fresh_client.get(path).json()))
     asking.start()
     wait_for(lambda: reads.gets >= 2, what="the route to look at the running job again")
-    store.apply(lifecycle.succeeded(seeded.running, name="report.build", result="42",
+    store.apply(lifecycle.succeeded(fresh_seeded.running, name="report.build", result="42",
                                     runtime=1.0, retries=0, delivery=1, at=utcnow()))  # fmt: skip
     asking.join(timeout=30)
-    assert answers == [{"task-id": seeded.running, "state": "SUCCESS", "result": 42}]
+    assert answers == [{"task-id": fresh_seeded.running, "state": "SUCCESS", "result": 42}]
 
 
 def test_task_types_lists_every_name_once(client: TestClient) -> None:
@@ -244,9 +246,9 @@ def test_an_unknown_worker_is_a_404(client: TestClient) -> None:
 
 
 def test_a_task_listing_follows_new_jobs_as_they_come(
-    client: TestClient, store: Store, seeded: Seeded
+    fresh_client: TestClient, store: Store, fresh_seeded: Seeded
 ) -> None:
     store.apply(lifecycle.published("fresh-0011", name="mail.send", user=None, request="",
                                     queue="celery", lineage=lifecycle.Lineage(), retries=0,
                                     eta=None, delivery=None, at=utcnow()))  # fmt: skip
-    assert list(tasks(client, "limit=1")) == ["fresh-0011"]
+    assert list(tasks(fresh_client, "limit=1")) == ["fresh-0011"]

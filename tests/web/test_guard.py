@@ -19,8 +19,8 @@ def login(user: str, password: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def guarded(store: Store, seeded: Seeded) -> TestClient:
-    return TestClient(create_app(store, basic_auth="ada:lovelace,grace:hopper"))
+def guarded(seeded_store: Store, seeded: Seeded) -> TestClient:
+    return TestClient(create_app(seeded_store, basic_auth="ada:lovelace,grace:hopper"))
 
 
 @pytest.mark.parametrize(
@@ -66,14 +66,14 @@ def test_a_malformed_login_setting_is_refused_naming_it_without_its_password(
     assert "lovelace" not in str(raised.value) and "secret" not in str(raised.value)
 
 
-def test_under_a_prefix_every_route_and_link_carries_it(store: Store, seeded: Seeded) -> None:
-    client = TestClient(create_app(store, url_prefix="/ops/jobs/"))
-    page = client.get("/ops/jobs/jobs")
+def test_under_a_prefix_every_route_and_link_carries_it(store: Store, fresh_seeded: Seeded) -> None:
+    fresh_client = TestClient(create_app(store, url_prefix="/ops/jobs/"))
+    page = fresh_client.get("/ops/jobs/jobs")
     assert page.status_code == 200
     assert 'href="http://testserver/ops/jobs/static/taskjobs.css"' in page.text
-    assert f'href="http://testserver/ops/jobs/jobs/{seeded.root}"' in page.text
-    assert client.get("/ops/jobs/healthz").status_code == 200
-    assert client.get("/jobs").status_code == 404
+    assert f'href="http://testserver/ops/jobs/jobs/{fresh_seeded.root}"' in page.text
+    assert fresh_client.get("/ops/jobs/healthz").status_code == 200
+    assert fresh_client.get("/jobs").status_code == 404
 
 
 def test_a_prefix_with_auth_leaves_its_own_health_check_open(store: Store) -> None:

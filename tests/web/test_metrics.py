@@ -74,9 +74,9 @@ def test_jobs_are_counted_by_task_name_and_state(client: TestClient) -> None:
 
 
 def test_the_ended_jobs_are_counters_like_celery_exporters(
-    client: TestClient, store: Store, seeded: Seeded
+    fresh_client: TestClient, store: Store, fresh_seeded: Seeded
 ) -> None:
-    samples = scrape(client)
+    samples = scrape(fresh_client)
     assert by(samples, "taskjobs_task_succeeded_total", "name") == zero_but(
         {"shop.checkout": 1, "shop.charge": 1, "shop.ship": 2}
     )
@@ -86,7 +86,7 @@ def test_the_ended_jobs_are_counters_like_celery_exporters(
         (EVIL, "LookupError"): 1,
         **{(name, ""): 0 for name in ("shop.checkout", "shop.charge", "mail.send", "report.build")},
     }
-    retrying = store.get(seeded.retrying)
+    retrying = store.get(fresh_seeded.retrying)
     assert retrying is not None and retrying.retries > 0
     assert by(samples, "taskjobs_task_retried_total", "name") == zero_but(
         {"mail.send": retrying.retries}
@@ -104,24 +104,28 @@ def test_the_oldest_pending_job_of_a_task_says_how_long_it_has_waited(
     assert ages == zero_but({}, *(name for name in NAMES if name != "mail.send"))
 
 
-def test_a_job_whose_eta_is_ahead_is_not_waiting_yet(client: TestClient, store: Store) -> None:
+def test_a_job_whose_eta_is_ahead_is_not_waiting_yet(
+    fresh_client: TestClient, store: Store
+) -> None:
     now = utcnow()
     store.apply(lifecycle.published("job-later", name="report.later", user=None, request="",
                                     queue="celery", lineage=Lineage(), retries=0,
                                     eta=now + timedelta(hours=1), delivery=None,
                                     at=now - timedelta(hours=2)))  # fmt: skip
-    samples = scrape(client)
+    samples = scrape(fresh_client)
     assert by(samples, "taskjobs_jobs", "name", "state")[("report.later", "pending")] == 1
     assert by(samples, "taskjobs_oldest_pending_age_seconds", "name")["report.later"] == 0
 
 
-def test_a_job_due_since_its_eta_has_waited_since_then(client: TestClient, store: Store) -> None:
+def test_a_job_due_since_its_eta_has_waited_since_then(
+    fresh_client: TestClient, store: Store
+) -> None:
     now = utcnow()
     eta = now - timedelta(hours=1)
     store.apply(lifecycle.published("job-due", name="report.due", user=None, request="",
                                     queue="celery", lineage=Lineage(), retries=0, eta=eta,
                                     delivery=None, at=now - timedelta(hours=2)))  # fmt: skip
-    age = by(scrape(client), "taskjobs_oldest_pending_age_seconds", "name")["report.due"]
+    age = by(scrape(fresh_client), "taskjobs_oldest_pending_age_seconds", "name")["report.due"]
     assert 3600 <= age <= (utcnow() - eta).total_seconds()
 
 
@@ -192,7 +196,7 @@ def test_queue_waits_run_from_publish_to_start(client: TestClient) -> None:
 
 
 def test_a_lost_job_is_counted_and_a_restart_changes_nothing(
-    client: TestClient, store: Store
+    fresh_client: TestClient, store: Store
 ) -> None:
     now = utcnow()
     common: dict[str, Any] = {"name": "shop.ship", "user": None, "request": "",
@@ -203,7 +207,7 @@ def test_a_lost_job_is_counted_and_a_restart_changes_nothing(
     store.heartbeat("celery@delta", hostname="delta", pid=7, at=now)
     store.reap(silent_since=None, worker="celery@delta", at=now, reason="worker stopped")
 
-    samples = scrape(client)
+    samples = scrape(fresh_client)
     assert by(samples, "taskjobs_jobs_lost", "name")["shop.ship"] == 1
     failed = by(samples, "taskjobs_task_failed_total", "name", "exception")
     assert failed[("shop.ship", "WorkerLost")] == 1

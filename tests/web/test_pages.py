@@ -67,7 +67,7 @@ def test_the_job_list_is_newest_first_and_filters_by_each_field(
 
 
 def test_the_job_list_pages_by_keyset_keeping_its_filters(
-    client: TestClient, store: Store, seeded: Seeded
+    fresh_client: TestClient, store: Store, fresh_seeded: Seeded
 ) -> None:
     from taskjobs import lifecycle
     from taskjobs.lifecycle import Lineage
@@ -77,14 +77,14 @@ def test_the_job_list_pages_by_keyset_keeping_its_filters(
             lifecycle.published(
                 f"bulk-{index:03}", name="bulk.task", user=None, request=None, queue=None,
                 lineage=Lineage(), retries=0, eta=None, delivery=None,
-                at=seeded.now - timedelta(hours=1, seconds=index),
+                at=fresh_seeded.now - timedelta(hours=1, seconds=index),
             )
         )  # fmt: skip
-    first = client.get("/jobs?name=bulk.task").text
+    first = fresh_client.get("/jobs?name=bulk.task").text
     assert job_ids(first) == [f"bulk-{i:03}" for i in range(50)]
     older = re.search(r'<a rel="next" href="([^"]+)"', first)
     assert older is not None
-    second = client.get(older.group(1).replace("&amp;", "&")).text
+    second = fresh_client.get(older.group(1).replace("&amp;", "&")).text
     assert job_ids(second) == [f"bulk-{i:03}" for i in range(50, 60)]
     assert 'rel="next"' not in second
 
@@ -128,15 +128,15 @@ def test_the_workers_page_tells_alive_silent_and_stopped_apart(client: TestClien
     assert states == {"celery@alpha": "alive", "celery@beta": "silent", "celery@gamma": "stopped"}
 
 
-def test_a_lost_job_is_listed_on_the_workers_page(client: TestClient, store: Store) -> None:
+def test_a_lost_job_is_listed_on_the_workers_page(fresh_client: TestClient, store: Store) -> None:
     from taskjobs.model import utcnow
 
     store.reap(silent_since=utcnow() - timedelta(minutes=1), worker=None, at=utcnow(),
                reason="worker silent")  # fmt: skip
-    lost = client.get("/workers").text.split("Jobs marked lost")[1]
+    lost = fresh_client.get("/workers").text.split("Jobs marked lost")[1]
     assert job_ids(lost) == [], "beta, the silent worker, ran nothing still running"
     store.reap(silent_since=None, worker="celery@alpha", at=utcnow(), reason="worker silent")
-    lost = client.get("/workers").text.split("Jobs marked lost")[1]
+    lost = fresh_client.get("/workers").text.split("Jobs marked lost")[1]
     assert job_ids(lost) == ["job-running-0008"], "the job running on alpha; not the one waiting"
 
 

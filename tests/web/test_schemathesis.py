@@ -22,10 +22,10 @@ CHECKS = [status_code_conformance, content_type_conformance, response_schema_con
 
 
 @pytest.mark.slow
-def test_no_generated_request_gets_a_server_error(store: Store, seeded: Seeded) -> None:
+def test_no_generated_request_gets_a_server_error(seeded_store: Store, seeded: Seeded) -> None:
     # Each operation's cases are drawn by hypothesis directly: schemathesis' pytest plugin
     # (``schemathesis.pytest.from_fixture``) fails on this pytest's nodes.
-    schema = schemathesis.openapi.from_asgi("/api/v1/openapi.json", create_app(store))
+    schema = schemathesis.openapi.from_asgi("/api/v1/openapi.json", create_app(seeded_store))
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) == 10
 
