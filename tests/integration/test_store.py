@@ -72,6 +72,17 @@ def test_a_transition_is_one_upsert_and_its_history_row_with_no_read(store: Stor
         assert history.split()[:3] == ["INSERT", "INTO", "taskjobs_transitions"]
 
 
+def test_an_event_applied_without_read_back_returns_nothing_and_reads_nothing(
+    store: Store,
+) -> None:
+    """Reading the job back costs a query; the receivers never ask for it."""
+    event = lifecycle.Event("quiet", "pending", utcnow(), "test write", values={"name": "n"})
+    with count_statements(store) as seen:
+        assert store.apply(event) is None
+    assert not [statement for statement in seen if statement.lstrip().upper().startswith("SELECT")]
+    assert store.apply(event, read_back=True) is not None
+
+
 def test_a_batch_is_one_transaction_that_fails_whole(store: Store) -> None:
     with store.batch():
         transition("b1", "pending", {})

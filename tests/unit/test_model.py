@@ -185,8 +185,10 @@ def test_ids_of_other_types_and_too_long_ints_are_named_in_the_error() -> None:
     with pytest.raises(InvalidInputError) as caught:
         check_job_id(1.5)
     assert str(caught.value) == "invalid job id 1.5 of type float: a job id is a str or an int"
-    with pytest.raises(InvalidInputError, match=f"at most {MAX_KEY_LENGTH} characters"):
+    with pytest.raises(InvalidInputError, match=f"at most {MAX_KEY_LENGTH} characters") as caught:
         check_job_id(10**5000)  # too long even to print
+    # Named as digits, as it was given.
+    assert str(caught.value).startswith("invalid job id '9999")
 
 
 def test_messages_read_back_as_stamped_entries_with_their_continuations() -> None:
