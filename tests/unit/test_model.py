@@ -232,3 +232,28 @@ def test_timeline_buckets_are_whole_minutes_and_at_most_sixty(span: int, width: 
     since = datetime(2026, 1, 1, tzinfo=timezone.utc)
     assert bucket_seconds(since, since + timedelta(seconds=span)) == width
     assert -(-span // width) <= TIMELINE_BUCKETS
+
+
+def test_refused_ids_and_text_are_named_in_whole_sentences() -> None:
+    """The exact messages: each names the value (or its start and length) and the rule."""
+    from taskjobs.model import check_job_id
+
+    def refusal(job_id: object) -> str:
+        with pytest.raises(InvalidInputError) as caught:
+            check_job_id(job_id)  # type: ignore[arg-type]
+        return str(caught.value)
+
+    assert refusal("") == "invalid job id '': a job id is a non-empty string"
+    assert refusal("j" * 300) == (
+        f"invalid job id {'j' * 40!r}... (300 characters): a job id has at most 255 characters"
+    )
+    assert refusal(10**5000) == (
+        f"invalid job id {'9' * 40!r}... (256 characters): a job id has at most 255 characters"
+    )
+    assert refusal("a\x00b") == (
+        "invalid value for job field 'id': it contains a NUL character, "
+        "which databases cannot store in text"
+    )
+    assert refusal("a\ud800") == (
+        "invalid value for job field 'id': it is not valid Unicode (a lone surrogate)"
+    )
