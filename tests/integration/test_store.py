@@ -83,6 +83,28 @@ def test_an_event_applied_without_read_back_returns_nothing_and_reads_nothing(
     assert store.apply(event, read_back=True) is not None
 
 
+def test_reads_wait_for_this_process_queued_writes_but_a_writer_thread_never_does(
+    store: Store,
+) -> None:
+    """A writer thread that waited for its own queue would wait out the whole settle timeout."""
+    waited: list[str] = []
+
+    class Queued:
+        def flush(self, timeout: float) -> int:
+            waited.append(threading.current_thread().name)
+            return 0
+
+    queued = Queued()
+    store.expect(queued)
+    store.settle()
+    writer = threading.Thread(target=store.settle, name="taskjobs-writer")
+    writer.taskjobs_writer = True  # type: ignore[attr-defined]
+    writer.start()
+    writer.join()
+    assert waited == [threading.current_thread().name]
+    del queued  # expected writes are held weakly: gone with their recorder
+
+
 def test_a_batch_is_one_transaction_that_fails_whole(store: Store) -> None:
     with store.batch():
         transition("b1", "pending", {})
