@@ -102,7 +102,6 @@ def test_reads_wait_for_this_process_queued_writes_but_a_writer_thread_never_doe
     writer.start()
     writer.join()
     assert waited == [threading.current_thread().name]
-    del queued  # expected writes are held weakly: gone with their recorder
 
 
 def test_a_batch_is_one_transaction_that_fails_whole(store: Store) -> None:

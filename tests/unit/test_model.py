@@ -185,10 +185,8 @@ def test_ids_of_other_types_and_too_long_ints_are_named_in_the_error() -> None:
     with pytest.raises(InvalidInputError) as caught:
         check_job_id(1.5)
     assert str(caught.value) == "invalid job id 1.5 of type float: a job id is a str or an int"
-    with pytest.raises(InvalidInputError, match=f"at most {MAX_KEY_LENGTH} characters") as caught:
+    with pytest.raises(InvalidInputError, match=f"at most {MAX_KEY_LENGTH} characters"):
         check_job_id(10**5000)  # too long even to print
-    # Named as digits, as it was given.
-    assert str(caught.value).startswith("invalid job id '9999")
 
 
 def test_messages_read_back_as_stamped_entries_with_their_continuations() -> None:
@@ -247,7 +245,7 @@ def test_refused_ids_and_text_are_named_in_whole_sentences() -> None:
     assert refusal("j" * 300) == (
         f"invalid job id {'j' * 40!r}... (300 characters): a job id has at most 255 characters"
     )
-    assert refusal(10**5000) == (
+    assert refusal(10**5000) == (  # too long to print: named by its digits
         f"invalid job id {'9' * 40!r}... (256 characters): a job id has at most 255 characters"
     )
     assert refusal("a\x00b") == (

@@ -186,10 +186,10 @@ def test_task_result_waits_for_the_end_when_given_a_timeout(
     store: Store, fresh_seeded: Seeded
 ) -> None:
     reads = CountingReads(store)
-    fresh_client = TestClient(create_app(reads))  # type: ignore[arg-type]
+    client = TestClient(create_app(reads))  # type: ignore[arg-type]
     answers: list[dict[str, object]] = []
     path = f"/api/task/result/{fresh_seeded.running}?timeout=30"
-    asking = threading.Thread(target=lambda: answers.append(fresh_client.get(path).json()))
+    asking = threading.Thread(target=lambda: answers.append(client.get(path).json()))
     asking.start()
     wait_for(lambda: reads.gets >= 2, what="the route to look at the running job again")
     store.apply(lifecycle.succeeded(fresh_seeded.running, name="report.build", result="42",

@@ -67,13 +67,13 @@ def test_a_malformed_login_setting_is_refused_naming_it_without_its_password(
 
 
 def test_under_a_prefix_every_route_and_link_carries_it(store: Store, fresh_seeded: Seeded) -> None:
-    fresh_client = TestClient(create_app(store, url_prefix="/ops/jobs/"))
-    page = fresh_client.get("/ops/jobs/jobs")
+    client = TestClient(create_app(store, url_prefix="/ops/jobs/"))
+    page = client.get("/ops/jobs/jobs")
     assert page.status_code == 200
     assert 'href="http://testserver/ops/jobs/static/taskjobs.css"' in page.text
     assert f'href="http://testserver/ops/jobs/jobs/{fresh_seeded.root}"' in page.text
-    assert fresh_client.get("/ops/jobs/healthz").status_code == 200
-    assert fresh_client.get("/jobs").status_code == 404
+    assert client.get("/ops/jobs/healthz").status_code == 200
+    assert client.get("/jobs").status_code == 404
 
 
 def test_a_prefix_with_auth_leaves_its_own_health_check_open(store: Store) -> None:
