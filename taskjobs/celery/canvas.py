@@ -28,17 +28,19 @@ _replacing = threading.local()
 
 def note_replacement(
     running: Task, name: str | None, headers: Mapping[str, Any], body: Any
-) -> None:
+) -> bool:
     """Remember what a task publishes as its replacement (``Task.replace``): the messages
-    sent from inside it one replacement level deeper than itself."""
+    sent from inside it one replacement level deeper than itself. True if this message is
+    the first of them (see ``settle_replaced``)."""
     request = running.request
     if whole(headers.get(NESTING_HEADER)) <= whole(nesting(request)):
-        return
+        return False
     if headers.get("id") == request.id:  # a single task takes over the id: it is all there is
         record_replacement(running, [f"{name} {request.id}"])
-        return
+        return True
     pending = _replacing.__dict__
-    if request.id not in pending:
+    first = request.id not in pending
+    if first:
         pending[request.id] = (utcnow(), [])
     _, sent = pending[request.id]
     sent.append(f"{name} {headers.get('id')}")
@@ -49,6 +51,19 @@ def note_replacement(
         chord_body = embedded.get("chord")
         if chord_body:
             sent.extend(f"{text} (when the group is done)" for text in signature_names(chord_body))
+    return first
+
+
+def settle_replaced(running: Task, timeout: float) -> None:
+    """Before a replacement's first message leaves, write out what this process queued for
+    the task it replaces (its start, in batched mode): the replacement's tasks end that task's
+    job only if it exists, and they run in other processes, whose writes this one's do not
+    wait for. A store that does not answer within ``timeout`` seconds holds the replacement up
+    no longer."""
+    with never_raising("the writes before a replacement", running.request.id):
+        tracked = registry.tracking(running, nesting(running.request))
+        if tracked is not None:
+            tracked[0].recorder().flush(timeout)
 
 
 def take_replacement(task_id: str) -> tuple[datetime, list[str]] | None:

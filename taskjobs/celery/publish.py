@@ -29,6 +29,9 @@ from taskjobs.celery.payload import request_text
 from taskjobs.celery.tracker import Tracker, never_raising
 from taskjobs.model import check_datetime, delivery_stamp, utcnow
 
+# Seconds a replacement's publish waits for the replaced task's queued writes (see
+# ``canvas.settle_replaced``).
+REPLACEMENT_SETTLE_TIMEOUT = 2.0
 # The job this thread's publish wrote (id, task name, tracker), so that a failed publish can be
 # recorded.
 _published = threading.local()
@@ -62,8 +65,12 @@ def on_before_publish(
         running = _running_task()
         stamp = delivery_stamp(utcnow(), delivery(running.request) if running is not None else None)
         headers[DELIVERY_HEADER] = stamp
-        if running is not None:
-            canvas.note_replacement(running, sender, headers, body)
+        # The task this message is part of the replacement of, if any.
+        replaced = (
+            running
+            if running is not None and canvas.note_replacement(running, sender, headers, body)
+            else None
+        )
         args, kwargs = (body[0], body[1]) if isinstance(body, (tuple, list)) else ((), {})
         queue = getattr(declare[0], "name", None) if declare else None
         event = lifecycle.published(
@@ -94,6 +101,8 @@ def on_before_publish(
             headers[QUEUED_HEADER] = 1
         _published.job = (event.job_id, sender, tracker, queued)
         (tracker.record_publish if queued else tracker.record)(event)
+        if replaced is not None:
+            canvas.settle_replaced(replaced, REPLACEMENT_SETTLE_TIMEOUT)
 
 
 def _running_task() -> Task | None:

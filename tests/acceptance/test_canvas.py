@@ -19,11 +19,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from celery import chain, chord, chunks, xstarmap
+from celery import Celery, chain, chord, chunks, xstarmap
 from celery.result import AsyncResult
 
 from taskjobs.api.job import findJob, getJob, getJobHistory, getJobs
-from tests.acceptance.conftest import BACKEND_DB, BROKERS, ROOT, Stack, running_stack
+from tests.acceptance.conftest import (
+    BACKEND_DB,
+    BROKERS,
+    ROOT,
+    Stack,
+    close_backend,
+    running_stack,
+)
 from tests.celeryapp import make_app
 from tests.services import REDIS_URL
 from tests.waiting import job_in, wait_for
@@ -309,6 +316,39 @@ def test_reconcile_after_celery_purge(stack: Stack) -> None:
     subprocess.run([*celery[:-1], kept], env=env, check=True, capture_output=True, timeout=60)
     subprocess.run(reconcile, env=env, check=True, capture_output=True, timeout=60)
     assert job_in(waiting.id, "error")["celery_state"] == "VANISHED"
+
+
+@pytest.fixture(scope="module")
+def batched_queue(stack: Stack) -> str:
+    """A queue served by a worker of the stack in batched write mode, whose writes wait a
+    whole second: long enough for the writes of its processes to reach the store in any order."""
+    queue = f"{stack.queue}-batched"
+    conf = '{"taskjobs_write_mode": "batched", "taskjobs_batch_interval": 1}'
+    stack.start_worker(queue=queue, env={"TJ_EXTRA_CONF": conf})
+    return queue
+
+
+def test_a_replacement_published_without_taskjobs_ends_its_job_in_batched_mode(
+    stack: Stack, batched_queue: str
+) -> None:
+    """A publisher without taskjobs writes no pending row, and a batched worker's processes
+    write in their own time: the replacement's last task (run by one process) ends the job
+    only if the job exists, and the replaced task's start (queued in another) creates it. The
+    replaced task's queued writes are written before its replacement is published, so every
+    job ends, with its replacement's result, whatever order the processes write in."""
+    plain = Celery("plain", broker=BROKERS[stack.broker], backend=f"{REDIS_URL}/{BACKEND_DB}",
+                   set_as_current=False)  # fmt: skip
+    try:
+        kinds = ["group"] * 40 + ["excluded"] * 20
+        results = [plain.send_task(f"{TASKS}.replaced_by", (kind,), queue=batched_queue)
+                   for kind in kinds]  # fmt: skip
+        values = [result.get(timeout=60) for result in results]
+        for result, value in zip(results, values, strict=True):
+            job = job_in(result.id, "finished")
+            assert json.loads(job["result"]) == value, job
+    finally:
+        close_backend(plain)
+        plain.close()
 
 
 def test_the_workload_leaves_no_job_open(stack: Stack) -> None:
