@@ -1,12 +1,15 @@
-"""Worker-side throughput of taskjobs against Celery's own result backends and a ceiling.
+"""Throughput of taskjobs against Celery's own result backends and a ceiling.
 
-    python bench/throughput.py [--tasks N] [--reps R] [--quick]
+    python bench/throughput.py [--tasks N] [--reps R] [--quick] [--clock end-to-end] [--group G]
 
 Each measurement: a fresh scratch database, N ``bench.noop`` tasks published with no worker
 running (by a publisher subprocess), then one ``celery worker`` subprocess started on the
 queue. The clock starts at the worker's ``worker_ready`` signal (the moment Celery logs
 ``celery@host ready.``) and stops when a poll (every 50 ms) sees every task's final state where
-the variant keeps it. Variants are interleaved within each repetition. See bench/README.md.
+the variant keeps it. With ``--clock end-to-end`` the worker runs first and the clock starts
+at the publisher's first ``apply_async``: publisher and worker together, as a user meets them.
+``--group G`` publishes ``group``s of G signatures instead of a loop. Variants are interleaved
+within each repetition. See bench/README.md.
 """
 
 from __future__ import annotations
@@ -118,6 +121,14 @@ VARIANTS = (
         write_mode="batched",
     ),
     Variant(
+        "taskjobs-postgresql-batched-async",
+        "taskjobs on PostgreSQL, batched write mode, publishing off the caller's path",
+        "postgresql",
+        taskjobs=True,
+        write_mode="batched",
+        publish_mode="async",
+    ),
+    Variant(
         "taskjobs-sqlite-batched",
         "taskjobs on a SQLite file, batched write mode",
         "sqlite",
@@ -145,6 +156,11 @@ RATIOS = (
     ("taskjobs-mariadb-batched", "ceiling"),
     ("taskjobs-postgresql-batched", "celery-redis"),
     ("taskjobs-postgresql-batched", "celery-db-postgresql"),
+    ("taskjobs-postgresql-async", "taskjobs-postgresql"),
+    ("taskjobs-postgresql-async", "ceiling"),
+    ("taskjobs-postgresql-async", "celery-db-postgresql"),
+    ("taskjobs-postgresql-batched-async", "ceiling"),
+    ("taskjobs-postgresql-batched-async", "celery-redis"),
 )
 
 
@@ -340,6 +356,9 @@ def measure(run: Run, variant: Variant, pool: str, rep: int) -> dict[str, Any]:
     try:
         with database_cm as database:
             env = _env(run, variant, queue, database)
+            if run.clock == "end-to-end":
+                return _measure_end_to_end(run, variant, pool, result, env, database, ids,
+                                           queue=queue, node=node)  # fmt: skip
             ids_file = run.tmp / f"{tag}.ids"
             published = publish(run, env, ids_file)
             ids = ids_file.read_text().split()
@@ -395,6 +414,52 @@ def measure(run: Run, variant: Variant, pool: str, rep: int) -> dict[str, Any]:
         result["error"] = str(exc)
     finally:
         cleanup_redis(run, queue, ids)
+    return result
+
+
+def _measure_end_to_end(
+    run: Run,
+    variant: Variant,
+    pool: str,
+    result: dict[str, Any],
+    env: dict[str, str],
+    database: Database | None,
+    ids: list[str],
+    *,
+    queue: str,
+    node: str,
+) -> dict[str, Any]:
+    """The worker consumes first; the clock runs from the publisher's first ``apply_async`` to
+    the poll that sees every task's final state: publisher and worker together. The published
+    ids are added to ``ids``."""
+    concurrency = PREFORK_CONCURRENCY if pool == "prefork" else None
+    worker = start_worker(env, pool, queue, node, run.tmp, concurrency=concurrency)
+    poller: Poller | None = None
+    try:
+        ready = wait_ready(worker)
+        _check_snapshot(run, ready.get("taskjobs_file"), "worker")
+        ids_file = run.tmp / f"{queue}.ids"
+        published = publish(run, env, ids_file)
+        ids.extend(ids_file.read_text().split())
+        ids_file.unlink()
+        _check_snapshot(run, published.get("taskjobs_file"), "publisher")
+        result["publish_seconds"] = round(published["seconds"], 4)
+        result["publish_rate"] = round(published["rate"], 1)
+        poller = _poller(run, variant, database, ids, queue, node)
+        result["done_when"] = poller.method
+        ended, polls = time_until_done(poller, worker, run.tasks)
+        seconds = ended - float(published["first_at"])
+        result["seconds"] = round(seconds, 4)
+        result["rate"] = round(run.tasks / seconds, 1)
+        result["polls"] = polls
+        if variant.taskjobs:
+            assert database is not None
+            result["checks"] = _taskjobs_checks(database, ended)
+    finally:
+        if poller is not None:
+            poller.close()
+        result["worker_exit"] = worker.stop()
+        result["worker_log"] = log_problems(worker)
     return result
 
 
@@ -528,6 +593,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--keep-logs", action="store_true", help="keep the worker logs (temp directory)"
     )
+    parser.add_argument(
+        "--clock",
+        choices=("worker", "end-to-end"),
+        default="worker",
+        help="worker: publish all, then time the worker (default); end-to-end: the worker runs "
+        "first, the clock starts at the first publish",
+    )
+    parser.add_argument(
+        "--group",
+        type=int,
+        default=0,
+        help="publish in groups of this many signatures (default 0: a loop of apply_async)",
+    )
     args = parser.parse_args(argv)
     args.tasks = args.tasks or (1000 if args.quick else 5000)
     args.reps = args.reps or (1 if args.quick else 3)
@@ -554,7 +632,8 @@ def main(argv: list[str] | None = None) -> int:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    run = Run(run_id, args.tasks, tmp, broker, results, args.task_log, tmp / "src")
+    run = Run(run_id, args.tasks, tmp, broker, results, args.task_log, tmp / "src",
+              clock=args.clock, group=args.group)  # fmt: skip
     data: dict[str, Any] = {
         "command": " ".join(
             ["python", "bench/throughput.py", *(argv if argv is not None else sys.argv[1:])]
@@ -574,8 +653,14 @@ def main(argv: list[str] | None = None) -> int:
             "result_backend_redis": RESULT_URL,
             "poll_interval_s": POLL_INTERVAL,
             "per_task_log_lines": args.task_log,
-            "clock": "starts at the worker's worker_ready signal (Celery logs 'ready.' right "
-            "after); stops when a poll sees every task's final state",
+            "clock": (
+                "starts at the publisher's first apply_async, the worker already consuming; "
+                "stops when a poll sees every task's final state"
+                if args.clock == "end-to-end"
+                else "starts at the worker's worker_ready signal (Celery logs 'ready.' right "
+                "after); stops when a poll sees every task's final state"
+            ),
+            "group": args.group,
         },
         "machine": machine_info(),
         "code": code,
