@@ -10,7 +10,7 @@ import dataclasses
 import json
 import re
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from taskjobs.errors import InvalidInputError, InvalidStateError, UnknownFieldError
@@ -362,6 +362,11 @@ def delivery_stamp(now: datetime, after: int | None = None) -> int:
     inside a task orders after it even when the publisher's clock is behind)."""
     stamp = int(now.timestamp() * 1_000_000)
     return stamp if after is None or stamp > after else after + 1
+
+
+def stamp_time(stamp: int) -> datetime:
+    """The time a delivery stamp was taken (see ``delivery_stamp``), to the microsecond."""
+    return datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(microseconds=stamp)
 
 
 # The report's timeline has at most this many buckets, each a whole number of minutes.

@@ -32,7 +32,14 @@ from taskjobs.celery.message import (
 from taskjobs.celery.payload import capped, failure_text, request_text, result_text
 from taskjobs.celery.publish import on_before_publish
 from taskjobs.celery.tracker import never_raising
-from taskjobs.model import CELERY_FAILURE, CELERY_REJECTED, CELERY_REVOKED, check_datetime, utcnow
+from taskjobs.model import (
+    CELERY_FAILURE,
+    CELERY_REJECTED,
+    CELERY_REVOKED,
+    check_datetime,
+    stamp_time,
+    utcnow,
+)
 
 # Monotonic time each task running in this process started, once its start was recorded.
 _started: dict[str, float] = {}
@@ -50,32 +57,44 @@ def on_received(sender: Any = None, request: Any = None, **_: Any) -> None:
         if task_id is None or tracked is None:
             return
         tracker, existing_only = tracked
+        queued = bool(message.get(QUEUED_HEADER))
+        stamp = delivery(message)
+        known = {
+            "name": request.name,
+            "user": message.get(USER_HEADER),
+            # Only a job whose publish may not be written yet needs it (kept off the main loop
+            # otherwise: the task's start records it too).
+            "request": request_text(
+                tracker.settings,
+                request.task,
+                request.args,
+                request.kwargs,
+                request.argsrepr,
+                request.kwargsrepr,
+            )
+            if queued
+            else None,
+            "queue": routing_key(request),
+            "lineage": lineage(message),
+            "retries": whole(message.get("retries")),
+            "eta": check_datetime("eta", message.get("eta")),
+            "delivery": stamp,
+            "existing_only": existing_only,
+        }
+        if queued:
+            # The publisher queued its write (the "async" publish mode), and this receipt may
+            # land first: the publish is written here too, as the publisher writes it, with
+            # the same order key, so whichever lands second only fills in what the job lacks,
+            # and the job's history starts at PENDING, at the publish time, either way.
+            at = stamp_time(stamp) if stamp is not None else utcnow()
+            tracker.record(lifecycle.published(task_id, **known, at=at))
         tracker.record(
             lifecycle.received(
                 task_id,
-                name=request.name,
-                user=message.get(USER_HEADER),
-                # Only a job whose publish may not be written yet needs it (kept off the main
-                # loop otherwise: the task's start records it too).
-                request=request_text(
-                    tracker.settings,
-                    request.task,
-                    request.args,
-                    request.kwargs,
-                    request.argsrepr,
-                    request.kwargsrepr,
-                )
-                if message.get(QUEUED_HEADER)
-                else None,
-                queue=routing_key(request),
-                lineage=lineage(message),
-                retries=whole(message.get("retries")),
-                eta=check_datetime("eta", message.get("eta")),
+                **known,
                 worker=request.hostname,
                 redelivered=redelivered(request),
-                delivery=delivery(message),
                 at=utcnow(),
-                existing_only=existing_only,
             )
         )
 

@@ -127,8 +127,11 @@ def test_a_publisher_that_dies_before_writing_loses_nothing_a_worker_receives(
         "held.double", "bob", "held-queue", "42")  # fmt: skip
     assert json.loads(job["request"]) == {"args": [21], "kwargs": {}}
     assert job["root_id"] == result.id and job["created_at"] <= job["received_at"]
-    assert [h["celery_state"] for h in getJobHistory(result.id)] == [
-        "RECEIVED", "STARTED", "SUCCESS"]  # fmt: skip
+    # The receipt wrote the publish too, at its publish time: the history is whole.
+    history = getJobHistory(result.id)
+    assert [h["celery_state"] for h in history] == [
+        "PENDING", "RECEIVED", "STARTED", "SUCCESS"]  # fmt: skip
+    assert history[0]["at"] == job["created_at"] < history[1]["at"]
 
 
 def test_a_late_publish_write_still_dates_the_job_from_its_publish(
@@ -151,6 +154,30 @@ def test_a_late_publish_write_still_dates_the_job_from_its_publish(
     job = getJob(result.id)
     assert job is not None and job["celery_state"] == "RECEIVED"
     assert job["created_at"] == published.at < job["received_at"]
+
+
+# What a worker writes does not depend on the database: one is enough for a worker's run.
+@pytest.mark.parametrize("db_kind", ["sqlite"], indirect=True)
+def test_a_receipt_that_overtakes_an_async_publish_keeps_the_history_whole(
+    store: Store, held: tuple[Celery, Any, Tracker]
+) -> None:
+    """The worker receives and runs the task before the publisher's write lands, which then
+    lands: one PENDING row, first, at the publish time; nothing the publish wrote is lost."""
+    app, task, tracker = held
+    result = task.apply_async((4,), headers={"taskjobs_user": "carol"})
+    publisher = tracker.publisher()
+    (published,) = list(publisher.buffer)
+    publisher.after_fork()  # held back until the worker is done
+    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
+        job_in(result.id, "finished")
+    store.apply(published)
+    job = getJob(result.id, "finished")
+    assert job is not None and (job["user"], job["result"]) == ("carol", "8")
+    history = getJobHistory(result.id)
+    assert [h["celery_state"] for h in history] == [
+        "PENDING", "RECEIVED", "STARTED", "SUCCESS"]  # fmt: skip
+    assert history[0]["at"] == job["created_at"]
+    assert abs((published.at - job["created_at"]).total_seconds()) < 0.01
 
 
 def test_a_bad_publish_mode_names_the_valid_ones() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -22,9 +22,11 @@ from taskjobs.model import (
     check_datetime,
     check_job_id,
     check_state,
+    delivery_stamp,
     encode_data,
     encode_value,
     order_key,
+    stamp_time,
 )
 
 
@@ -254,4 +256,12 @@ def test_refused_ids_and_text_are_named_in_whole_sentences() -> None:
     )
     assert refusal("a\ud800") == (
         "invalid value for job field 'id': it is not valid Unicode (a lone surrogate)"
+    )
+
+
+def test_a_delivery_stamp_gives_back_its_time_to_the_microsecond() -> None:
+    at = datetime(2026, 12, 4, 22, 15, 10, 670576, tzinfo=timezone.utc)
+    assert stamp_time(delivery_stamp(at)) == at
+    assert stamp_time(delivery_stamp(at, after=delivery_stamp(at))) == at + timedelta(
+        microseconds=1
     )
