@@ -55,11 +55,12 @@ class Settings:
     # ``batch_interval`` seconds in one transaction (faster; a killed process loses its queue).
     write_mode: str = "direct"
     batch_interval: float = 0.05
-    # "sync": the pending job is committed before ``apply_async`` returns, so it exists before
-    # any worker can see the message; "async": a publish outside a task queues its pending job
-    # for this process's writer, which commits what has queued every few milliseconds, and the
-    # caller does not wait for the database.
-    publish_mode: str = "sync"
+    # "async" (the default): a publish outside a task queues its pending job for this
+    # process's writer, which commits what has queued every few milliseconds, and the caller
+    # does not wait for the database (a worker that receives the message first writes the
+    # publish too); "sync": the pending job is committed before ``apply_async`` returns, so it
+    # exists before any worker, or any other process, can see the message.
+    publish_mode: str = "async"
     # Seconds a publish may wait in the "async" mode before its batch is committed.
     publish_interval: float = 0.02
 

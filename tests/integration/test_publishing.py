@@ -104,8 +104,18 @@ def test_an_explicit_write_after_a_publish_is_not_overtaken_by_it(
 
 
 def test_the_sync_mode_commits_the_pending_job_before_the_publish_returns(store: Store) -> None:
-    _, task, _ = publishing_app("synced")  # the default mode
+    _, task, _ = publishing_app("synced", taskjobs_publish_mode="sync")
     result = task.apply_async((1,))
+    assert stored(store, result.id)
+
+
+def test_publishing_is_off_the_callers_path_by_default(store: Store) -> None:
+    _, task, tracker = publishing_app("defaults", taskjobs_publish_interval=HELD)
+    try:
+        result = task.apply_async((1,))
+        assert not stored(store, result.id), "the default publish waited for the database"
+    finally:
+        tracker.drain()
     assert stored(store, result.id)
 
 
