@@ -81,22 +81,20 @@ def on_received(sender: Any = None, request: Any = None, **_: Any) -> None:
             "delivery": stamp,
             "existing_only": existing_only,
         }
-        if queued:
-            # The publisher queued its write (the "async" publish mode), and this receipt may
-            # land first: the publish is written here too, as the publisher writes it, with
-            # the same order key, so whichever lands second only fills in what the job lacks,
-            # and the job's history starts at PENDING, at the publish time, either way.
-            at = stamp_time(stamp) if stamp is not None else utcnow()
-            tracker.record(lifecycle.published(task_id, **known, at=at))
-        tracker.record(
-            lifecycle.received(
-                task_id,
-                **known,
-                worker=request.hostname,
-                redelivered=redelivered(request),
-                at=utcnow(),
-            )
-        )
+        receipt = lifecycle.received(
+            task_id, **known, worker=request.hostname, redelivered=redelivered(request),
+            at=utcnow(),
+        )  # fmt: skip
+        if not queued:
+            tracker.record(receipt)
+            return
+        # The publisher queued its write (the "async" publish mode), and this receipt may land
+        # first: the publish is written here too, as the publisher writes it, with the same
+        # order key, so whichever lands second only fills in what the job lacks, and the job's
+        # history starts at PENDING, at the publish time, either way. One transaction: the
+        # worker's main loop pays one commit, as for a receipt alone.
+        at = stamp_time(stamp) if stamp is not None else utcnow()
+        tracker.record(lifecycle.published(task_id, **known, at=at), receipt)
 
 
 def on_prerun(

@@ -87,22 +87,28 @@ class Recorder:
         """A forked child starts empty: what the parent buffered, the parent writes."""
         self._reset()
 
-    def submit(self, change: Change) -> None:
-        """Apply ``change`` now, or queue it (batched mode, or the store is unreachable)."""
+    def submit(self, *changes: Change) -> None:
+        """Apply ``changes`` now, in one transaction, or queue them in order (batched mode, or
+        the store is unreachable)."""
         with self.lock:
             if self.mode.batched or self.buffer:  # direct mode: a buffer means the store is down
-                self._enqueue(change)
+                for change in changes:
+                    self._enqueue(change)
                 if len(self.buffer) >= BATCH_SIZE:
                     self.kick.set()
                 return
         try:
-            self.store.apply(change)
+            if len(changes) == 1:
+                self.store.apply(changes[0])
+            else:
+                self._perform(list(changes))
         except StoreError as exc:
             if not exc.retryable:
                 raise
             with self.lock:
                 first = not self.buffer
-                self._enqueue(change)
+                for change in changes:
+                    self._enqueue(change)
             if first:
                 logger.warning(
                     "taskjobs: job store unreachable (%s); buffering tracking writes in memory "

@@ -92,9 +92,10 @@ class Tracker:
                     self._publishers[id(store)] = found
         return found
 
-    def record(self, change: Change) -> None:
-        """Apply ``change`` to this app's store, now or from the recorder's queue."""
-        self.recorder().submit(change)
+    def record(self, *changes: Change) -> None:
+        """Apply ``changes`` to this app's store, in one transaction, now or from the
+        recorder's queue."""
+        self.recorder().submit(*changes)
 
     def record_publish(self, change: Change) -> None:
         """Queue what a publish did for this process's writer of publishes (the "async"

@@ -72,6 +72,21 @@ def test_writes_go_straight_through_while_the_store_answers() -> None:
     assert store.written == ["a"] and not recorder.buffer and recorder.flusher is None
 
 
+def test_changes_submitted_together_commit_together_or_queue_together() -> None:
+    store = FlakyStore()
+    recorder = Recorder(store)
+    recorder.submit(note("a"), note("b"))
+    assert (store.written, store.sizes, recorder.flusher) == (["a", "b"], [2], None)
+    # A change the store refuses is dropped alone: the other is still written.
+    recorder.submit(note("bad"), note("c"))
+    assert store.written == ["a", "b", "c"]
+    store.down.set()
+    recorder.submit(note("d"), note("e"))
+    assert [change.job_id for change in recorder.buffer] == ["d", "e"]
+    store.down.clear()
+    assert recorder.flush(5) == 0 and store.written[-2:] == ["d", "e"]
+
+
 def test_an_outage_buffers_in_order_and_the_buffer_is_written_once_back(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
