@@ -61,6 +61,7 @@ from bench.harness import (
     wait_ready,
     write_json,
 )
+from taskjobs.celery.launcher import Worker
 
 PREFORK_CONCURRENCY = 2
 POOLS = ("prefork", "solo")
@@ -357,15 +358,10 @@ def measure(run: Run, variant: Variant, pool: str, rep: int) -> dict[str, Any]:
         with database_cm as database:
             env = _env(run, variant, queue, database)
             if run.clock == "end-to-end":
-                return _measure_end_to_end(run, variant, pool, result, env, database, ids,
-                                           queue=queue, node=node)  # fmt: skip
-            ids_file = run.tmp / f"{tag}.ids"
-            published = publish(run, env, ids_file)
-            ids = ids_file.read_text().split()
-            ids_file.unlink()
-            _check_snapshot(run, published.get("taskjobs_file"), "publisher")
-            result["publish_seconds"] = round(published["seconds"], 4)
-            result["publish_rate"] = round(published["rate"], 1)
+                _measure_end_to_end(run, variant, pool, result, env, database, ids,
+                                    queue=queue, node=node)  # fmt: skip
+                return result
+            _publish(run, env, queue, ids, result)
             result["queued_before_start"] = run.broker.llen(queue)
             if result["queued_before_start"] != run.tasks:
                 raise BenchmarkError(
@@ -380,36 +376,13 @@ def measure(run: Run, variant: Variant, pool: str, rep: int) -> dict[str, Any]:
                 if pending != run.tasks:
                     raise BenchmarkError(f"{pending} pending jobs before start, not {run.tasks}")
             poller = _poller(run, variant, database, ids, queue, node)
-            result["done_when"] = poller.method
-            concurrency = PREFORK_CONCURRENCY if pool == "prefork" else None
-            worker = start_worker(env, pool, queue, node, run.tmp, concurrency=concurrency)
+            worker = _start_worker(run, env, pool, queue, node)
             try:
                 ready = wait_ready(worker)
-                started = float(ready["at"])
                 _check_snapshot(run, ready.get("taskjobs_file"), "worker")
-                ended, polls = time_until_done(poller, worker, run.tasks)
-                result["seconds"] = round(ended - started, 4)
-                result["rate"] = round(run.tasks / (ended - started), 1)
-                result["polls"] = polls
-                if isinstance(poller, CeilingPoller):
-                    result["inspect_calls"] = poller.inspects
-                if variant.taskjobs:
-                    assert database is not None
-                    result["checks"] = _taskjobs_checks(database, ended)
-                elif variant.backend == "celery-db":
-                    assert database is not None
-                    result["checks"] = {
-                        "statuses": dict(
-                            rows(
-                                database.sa_url,
-                                "SELECT status, count(*) FROM celery_taskmeta GROUP BY status",
-                            )
-                        )
-                    }
+                _time(run, variant, database, poller, worker, float(ready["at"]), result)
             finally:
-                poller.close()
-                result["worker_exit"] = worker.stop()
-                result["worker_log"] = log_problems(worker)
+                _stop(poller, worker, result)
     except BenchmarkError as exc:
         result["error"] = str(exc)
     finally:
@@ -428,39 +401,73 @@ def _measure_end_to_end(
     *,
     queue: str,
     node: str,
-) -> dict[str, Any]:
+) -> None:
     """The worker consumes first; the clock runs from the publisher's first ``apply_async`` to
     the poll that sees every task's final state: publisher and worker together. The published
     ids are added to ``ids``."""
-    concurrency = PREFORK_CONCURRENCY if pool == "prefork" else None
-    worker = start_worker(env, pool, queue, node, run.tmp, concurrency=concurrency)
+    worker = _start_worker(run, env, pool, queue, node)
     poller: Poller | None = None
     try:
         ready = wait_ready(worker)
         _check_snapshot(run, ready.get("taskjobs_file"), "worker")
-        ids_file = run.tmp / f"{queue}.ids"
-        published = publish(run, env, ids_file)
-        ids.extend(ids_file.read_text().split())
-        ids_file.unlink()
-        _check_snapshot(run, published.get("taskjobs_file"), "publisher")
-        result["publish_seconds"] = round(published["seconds"], 4)
-        result["publish_rate"] = round(published["rate"], 1)
+        published = _publish(run, env, queue, ids, result)
         poller = _poller(run, variant, database, ids, queue, node)
-        result["done_when"] = poller.method
-        ended, polls = time_until_done(poller, worker, run.tasks)
-        seconds = ended - float(published["first_at"])
-        result["seconds"] = round(seconds, 4)
-        result["rate"] = round(run.tasks / seconds, 1)
-        result["polls"] = polls
-        if variant.taskjobs:
-            assert database is not None
-            result["checks"] = _taskjobs_checks(database, ended)
+        _time(run, variant, database, poller, worker, float(published["first_at"]), result)
     finally:
-        if poller is not None:
-            poller.close()
-        result["worker_exit"] = worker.stop()
-        result["worker_log"] = log_problems(worker)
-    return result
+        _stop(poller, worker, result)
+
+
+def _publish(
+    run: Run, env: dict[str, str], queue: str, ids: list[str], result: dict[str, Any]
+) -> dict[str, Any]:
+    """Run the publisher: its ids added to ``ids``, its rate in ``result``; what it printed."""
+    ids_file = run.tmp / f"{queue}.ids"
+    published = publish(run, env, ids_file)
+    ids.extend(ids_file.read_text().split())
+    ids_file.unlink()
+    _check_snapshot(run, published.get("taskjobs_file"), "publisher")
+    result["publish_seconds"] = round(published["seconds"], 4)
+    result["publish_rate"] = round(published["rate"], 1)
+    return published
+
+
+def _start_worker(run: Run, env: dict[str, str], pool: str, queue: str, node: str) -> Worker:
+    concurrency = PREFORK_CONCURRENCY if pool == "prefork" else None
+    return start_worker(env, pool, queue, node, run.tmp, concurrency=concurrency)
+
+
+def _time(
+    run: Run,
+    variant: Variant,
+    database: Database | None,
+    poller: Poller,
+    worker: Worker,
+    started: float,
+    result: dict[str, Any],
+) -> None:
+    """Poll until every task is done; the clock from ``started`` (wall-clock time) into
+    ``result``, then what the variant stored."""
+    result["done_when"] = poller.method
+    ended, polls = time_until_done(poller, worker, run.tasks)
+    result["seconds"] = round(ended - started, 4)
+    result["rate"] = round(run.tasks / (ended - started), 1)
+    result["polls"] = polls
+    if isinstance(poller, CeilingPoller):
+        result["inspect_calls"] = poller.inspects
+    if variant.taskjobs:
+        assert database is not None
+        result["checks"] = _taskjobs_checks(database, ended)
+    elif variant.backend == "celery-db":
+        assert database is not None
+        sql = "SELECT status, count(*) FROM celery_taskmeta GROUP BY status"
+        result["checks"] = {"statuses": dict(rows(database.sa_url, sql))}
+
+
+def _stop(poller: Poller | None, worker: Worker, result: dict[str, Any]) -> None:
+    if poller is not None:
+        poller.close()
+    result["worker_exit"] = worker.stop()
+    result["worker_log"] = log_problems(worker)
 
 
 def summarize(
