@@ -4,6 +4,8 @@ workers' heartbeats) from the jobs' own indexes."""
 
 from __future__ import annotations
 
+import bisect
+import itertools
 from collections import defaultdict
 from collections.abc import Collection, Sequence
 from datetime import datetime
@@ -16,7 +18,7 @@ from sqlalchemy.sql.elements import UnaryExpression
 from taskjobs.model import PENDING, bucket_seconds
 from taskjobs.store import reads, stats
 from taskjobs.store.reads import job_from_row
-from taskjobs.store.tables import IS_RUNNING, jobs, workers
+from taskjobs.store.tables import IS_PENDING, IS_RUNNING, jobs, workers
 
 # Percentiles the report shows, in per cent.
 PERCENTILES = (50, 95)
@@ -144,20 +146,27 @@ def metrics_rows(
     waiting_since = sa.case((c.eta > c.created_at, c.eta), else_=c.created_at)
     oldest_pending = (
         sa.select(c.name, sa.func.min(waiting_since))
-        .where(c.status == PENDING, sa.or_(c.eta.is_(None), c.eta <= now))
+        .where(IS_PENDING, sa.or_(c.eta.is_(None), c.eta <= now))
         .group_by(_grouping(c.name, connection.dialect.name))
     )
-    histograms: dict[str, list[Any]] = {}
+    # Each bin is counted in the smallest limit at or above its bound, then the counts are
+    # summed up the limits: a histogram's cumulative counts, in one pass over its bins.
+    limits = sorted(set(buckets))
+    width = len(limits) + 2  # a count per limit, then the count of all and the sum
+    counted: dict[str, list[Any]] = {}
     for offset, kind in enumerate((stats.RUNTIME, stats.WAIT)):
         for name, label, count, total in recent.of(kind):
-            figures = histograms.setdefault(name, [0] * (2 * (len(buckets) + 2)))
-            start = offset * (len(buckets) + 2)
-            bound = stats.bin_bound(label)
-            for index, limit in enumerate(buckets):
-                if bound <= limit:
-                    figures[start + index] += count
-            figures[start + len(buckets)] += count
-            figures[start + len(buckets) + 1] += total
+            figures = counted.setdefault(name, [0] * (2 * width))
+            figures[offset * width + bisect.bisect_left(limits, stats.bin_bound(label))] += count
+            figures[offset * width + width - 1] += total
+    order = [limits.index(limit) for limit in buckets]
+    histograms: dict[str, list[Any]] = {}
+    for name, figures in counted.items():
+        histograms[name] = []
+        for start in (0, width):
+            cumulative = list(itertools.accumulate(figures[start : start + width - 1]))
+            histograms[name] += [*(cumulative[i] for i in order), cumulative[-1],
+                                 figures[start + width - 1]]  # fmt: skip
     return {
         "totals": [(name, status, jobs, retries)
                    for name, status, jobs, retries in every_job.of(stats.STATE)],

@@ -290,26 +290,23 @@ class Figures:
         by_bucket: bool = False,
     ) -> None:
         # kind -> (name, label[, bucket start]) -> [jobs, total]
-        self.sums: dict[str, dict[tuple[Any, ...], list[Any]]] = defaultdict(
-            lambda: defaultdict(lambda: [0, 0.0])
-        )
+        self.sums: dict[str, dict[tuple[Any, ...], list[Any]]] = {kind: {} for kind in kinds}
         if ranges and kinds:
             query = sa.union_all(*(_added_up(kind, ranges, by_bucket) for kind in kinds))
+            # The statement adds up per kind and key: each row is a key of its own.
             for kind, *found, jobs, total in connection.execute(query):
-                self._add(kind, tuple(found), int(jobs), float(total))
-        wanted = set(kinds)
+                self.sums[kind][tuple(found)] = [int(jobs), float(total)]
         for (width, start, kind, name, label), (jobs, total) in unfolded.sums.items():
-            if kind in wanted and any(w == width and a <= start < b for w, a, b in ranges):
-                self._add(kind, (name, label, *([start] if by_bucket else [])), jobs, total)
-
-    def _add(self, kind: str, key: tuple[Any, ...], jobs: int, total: float) -> None:
-        entry = self.sums[kind][key]
-        entry[0] += jobs
-        entry[1] += total
+            if kind in self.sums and any(w == width and a <= start < b for w, a, b in ranges):
+                key = (name, label, *([start] if by_bucket else []))
+                entry = self.sums[kind].setdefault(key, [0, 0.0])
+                entry[0] += jobs
+                entry[1] += total
 
     def of(self, kind: str) -> list[tuple[Any, ...]]:
         """(name, label[, bucket start], jobs, total) of one kind, for the keys with jobs."""
-        return [(*key, jobs, total) for key, (jobs, total) in self.sums[kind].items() if jobs]
+        found = self.sums.get(kind, {})
+        return [(*key, jobs, total) for key, (jobs, total) in found.items() if jobs]
 
 
 def _added_up(

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from taskjobs.model import RUNNING, utcnow
+from taskjobs.model import PENDING, RUNNING, utcnow
 from taskjobs.report import SLOW_LIMIT, Bucket, build_report
 from taskjobs.store import Store, stats
 from taskjobs.store.tables import jobs
@@ -345,3 +345,36 @@ def test_the_running_jobs_are_read_from_their_own_index(store: Store, db_kind: s
     assert len(plans) == 2, "the long-running list and the running jobs per worker"
     for plan in plans:
         assert "ix_taskjobs_jobs_running" in plan, plan
+
+
+def test_the_oldest_pending_job_per_task_is_read_from_the_pending_jobs_index(
+    store: Store, db_kind: str
+) -> None:
+    if db_kind == "mariadb":
+        pytest.skip("MySQL and MariaDB have no partial indexes: theirs indexes every job")
+    now = utcnow()
+    # Many pending jobs of a few tasks among finished ones: what a backlog looks like.
+    rows = [
+        {"id": f"job{i:05d}", "status": PENDING if i % 4 else "finished", "name": f"t{i % 3}",
+         "created_at": now - timedelta(minutes=30, seconds=i), "eta": None, "updated_at": now}
+        for i in range(3000)
+    ]  # fmt: skip
+    # The oldest of t2 is not due yet, so it does not wait; the oldest of t1 waits from its ETA.
+    rows[2999]["eta"] = now + timedelta(hours=1)
+    rows[2998]["eta"] = now - timedelta(minutes=1)
+    with store.engine.begin() as connection:
+        connection.execute(jobs.insert(), rows)
+    analyze(store)
+
+    def read() -> object:
+        return store.metrics_rows(now=now, since=now - timedelta(hours=1), buckets=(1.0,))
+
+    oldest = dict(read()["oldest_pending"])
+    assert oldest == {
+        "t0": rows[2997]["created_at"],
+        "t1": rows[2995]["created_at"],  # job02995 waits longer than job02998 from its ETA
+        "t2": rows[2993]["created_at"],
+    }
+    plans = plans_of(store, read, f"'{PENDING}'")
+    assert len(plans) == 1, plans
+    assert "ix_taskjobs_jobs_pending" in plans[0], plans[0]

@@ -21,6 +21,7 @@ from taskjobs.store import Store, stats
 from taskjobs.web import create_app
 from taskjobs.web.metrics import BUCKETS
 from tests.web.seed import HOSTILE, Seeded
+from tests.writes import transition
 
 EVIL = f"evil.{HOSTILE}"
 NAMES = ["shop.checkout", "shop.charge", "shop.ship", "mail.send", "report.build", EVIL]
@@ -235,6 +236,26 @@ def test_histogram_bounds_that_are_not_bin_bounds_are_refused_saying_what_to_pic
     # What it suggests is accepted: round values, and any of the bins' bounds.
     round_values = (0.3, 2.5, 5.0, 60.0, 3600.0, stats.EDGES[7])
     store.metrics_rows(now=now, since=now - timedelta(hours=1), buckets=round_values)
+
+
+def test_each_histogram_bound_counts_the_same_in_whatever_order_the_bounds_come(
+    store: Store,
+) -> None:
+    now = utcnow()
+    for i, runtime in enumerate((0.05, 0.3, 2.0, 40.0)):
+        transition(f"h{i}", "finished", {"name": "a", "runtime": runtime},
+                   at=now - timedelta(minutes=5))  # fmt: skip
+
+    def runtimes(buckets: tuple[float, ...]) -> list[Any]:
+        (name, *figures), *others = store.metrics_rows(
+            now=now, since=now - timedelta(hours=1), buckets=buckets
+        )["histograms"]
+        assert (name, others) == ("a", [])
+        return figures[: len(buckets) + 2]  # per bound, then the count and the sum
+
+    assert runtimes((0.1, 1.0, 10.0)) == [1, 2, 3, 4, pytest.approx(42.35)]
+    assert runtimes((10.0, 0.1, 1.0)) == [3, 1, 2, 4, pytest.approx(42.35)]
+    assert runtimes((60.0,)) == [4, 4, pytest.approx(42.35)]
 
 
 def test_the_scrape_says_the_store_is_up_and_how_long_it_took(client: TestClient) -> None:
