@@ -50,6 +50,14 @@ def test_celerys_reprs_of_long_deep_or_retyped_arguments_are_still_its_own() -> 
         assert request(tuple(args), {}, argsrepr=saferepr(list(args), 1024))["args"] == args
 
 
+def test_a_publishers_repr_that_shows_the_arguments_whole_keeps_the_arguments() -> None:
+    """A plain repr of the arguments (longer than Celery would make its own) hides nothing:
+    the arguments themselves are stored, and their secret-looking keyword arguments redacted."""
+    args, kwargs = (["x" * 3000],), {"token": "t0k3n"}
+    stored = request(args, kwargs, argsrepr=repr(args), kwargsrepr=repr(kwargs))
+    assert stored == {"args": [["x" * 3000]], "kwargs": {"token": "***"}}
+
+
 def test_a_publishers_own_reprs_replace_the_arguments() -> None:
     stored = request((1,), {"card": "4242"}, argsrepr="(1,)", kwargsrepr="{'card': '****'}")
     assert stored == {"argsrepr": "(1,)", "kwargsrepr": "{'card': '****'}"}
