@@ -94,8 +94,9 @@ def _own_repr(given: Any, value: Any) -> bool:
         if isinstance(value, (list, tuple))
         else [value]
     )
-    # Celery's repr of short, shallow arguments is their plain repr, which costs a tenth of
-    # saferepr: a repr that shows the arguments whole hides nothing, whoever made it.
+    # A repr that shows the arguments whole hides nothing, whoever made it. For the short,
+    # shallow arguments most tasks take, Celery's own is exactly that, and comparing it spares
+    # a saferepr (a third of the publish receiver's time under a profiler).
     if given == repr(value):
         return False
     return all(given != saferepr(form, REPR_MAXSIZE, maxlevels=REPR_MAXLEVELS) for form in forms)
