@@ -350,8 +350,6 @@ def test_the_running_jobs_are_read_from_their_own_index(store: Store, db_kind: s
 def test_the_oldest_pending_job_per_task_is_read_from_the_pending_jobs_index(
     store: Store, db_kind: str
 ) -> None:
-    if db_kind == "mariadb":
-        pytest.skip("MySQL and MariaDB have no partial indexes: theirs indexes every job")
     now = utcnow()
     # Many pending jobs of a few tasks among finished ones: what a backlog looks like.
     rows = [
@@ -364,7 +362,6 @@ def test_the_oldest_pending_job_per_task_is_read_from_the_pending_jobs_index(
     rows[2998]["eta"] = now - timedelta(minutes=1)
     with store.engine.begin() as connection:
         connection.execute(jobs.insert(), rows)
-    analyze(store)
 
     def read() -> object:
         return store.metrics_rows(now=now, since=now - timedelta(hours=1), buckets=(1.0,))
@@ -375,6 +372,9 @@ def test_the_oldest_pending_job_per_task_is_read_from_the_pending_jobs_index(
         "t1": rows[2995]["created_at"],  # job02995 waits longer than job02998 from its ETA
         "t2": rows[2993]["created_at"],
     }
+    if db_kind == "mariadb":
+        return  # MySQL and MariaDB have no partial indexes: theirs indexes every job
+    analyze(store)
     plans = plans_of(store, read, f"'{PENDING}'")
     assert len(plans) == 1, plans
     assert "ix_taskjobs_jobs_pending" in plans[0], plans[0]
