@@ -58,6 +58,19 @@ def test_a_publishers_repr_that_shows_the_arguments_whole_keeps_the_arguments() 
     assert stored == {"args": [["x" * 3000]], "kwargs": {"token": "***"}}
 
 
+def test_an_argument_whose_repr_raises_still_leaves_a_request() -> None:
+    """Pickled arguments can be any object; Celery's saferepr survives a failing __repr__, and
+    so must the check of whether the publisher's repr is Celery's own."""
+
+    class Unprintable:
+        def __repr__(self) -> str:
+            raise RuntimeError("no repr")
+
+    args = (Unprintable(),)
+    stored = request(args, {}, argsrepr=saferepr(args), kwargsrepr=saferepr({}))
+    assert "Unprintable" in json.dumps(stored)
+
+
 def test_a_publishers_own_reprs_replace_the_arguments() -> None:
     stored = request((1,), {"card": "4242"}, argsrepr="(1,)", kwargsrepr="{'card': '****'}")
     assert stored == {"argsrepr": "(1,)", "kwargsrepr": "{'card': '****'}"}
