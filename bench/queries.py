@@ -116,16 +116,24 @@ def seed(
         started = time.perf_counter()
         moved = store.fold_stats()
         print(f"\n  folded {moved:,} changes in {time.perf_counter() - started:.1f} s", end="")
+    settle(store)
+    print()
+    return sample
+
+
+def settle(store: Store) -> None:
+    """Bring the store to where a live one is some minutes after such a load: statistics
+    gathered, and on PostgreSQL every table vacuumed (the running and pending jobs' indexes
+    answer from the index alone only once their pages are all-visible, as autovacuum soon makes
+    them) and the load's writes checkpointed, so that they are not still being flushed while
+    the reads are timed."""
     if store.engine.dialect.name == "postgresql":
         with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
-            c.exec_driver_sql("VACUUM ANALYZE taskjobs_jobs")
-            c.exec_driver_sql("VACUUM ANALYZE taskjobs_transitions")
-            c.exec_driver_sql("VACUUM ANALYZE taskjobs_stats")
+            c.exec_driver_sql("VACUUM ANALYZE")
+            c.exec_driver_sql("CHECKPOINT")
     else:
         with store.engine.begin() as c:
             c.exec_driver_sql("ANALYZE")
-    print()
-    return sample
 
 
 def timed(function: Callable[[], Any], repeat: int) -> dict[str, float]:

@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 import taskjobs  # noqa: E402
 from bench.harness import save_results  # noqa: E402
-from bench.queries import seed, timed  # noqa: E402
+from bench.queries import seed, settle, timed  # noqa: E402
 from taskjobs.model import utcnow  # noqa: E402
 from taskjobs.report import build_report  # noqa: E402
 from taskjobs.store import stats  # noqa: E402
@@ -81,14 +81,7 @@ def run(
         folded = store.fold_stats()
         fold_seconds = time.perf_counter() - started
         print(f"  folded {folded:,} changes in {fold_seconds:.1f} s")
-        if store.engine.dialect.name == "postgresql":
-            # All of it, as autovacuum would soon after such a load: the running and pending
-            # jobs' indexes answer from the index alone only once their pages are all-visible.
-            # Then a checkpoint, so that the load's writes are not still being flushed while
-            # the reads are timed.
-            with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
-                c.exec_driver_sql("VACUUM ANALYZE")
-                c.exec_driver_sql("CHECKPOINT")
+        settle(store)
         result = {
             "seed_seconds": seeded,
             "fold_seconds": fold_seconds,
