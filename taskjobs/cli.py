@@ -26,6 +26,7 @@ from taskjobs.cli_options import (
 from taskjobs.model import ERROR, FINISHED, RUNNING, STATES, jsonable, utcnow
 from taskjobs.store import Store
 from taskjobs.store.engine import safe_url
+from taskjobs.store.schema import head_revision, is_newer
 
 # Running jobs ``watch`` shows.
 WATCH_RUNNING = 15
@@ -359,7 +360,12 @@ def upgrade(url: str | None) -> None:
         before, now = store.upgrade()
         folded = store.fold_stats()
     where = safe_url(store.url)
-    if before == now:
+    if is_newer(now):
+        click.echo(
+            f"{where}: schema at revision {now}, newer than this taskjobs' {head_revision()}: "
+            "left as it is"
+        )
+    elif before == now:
         click.echo(f"{where}: schema already at revision {now}")
     else:
         click.echo(f"{where}: schema upgraded from revision {before or 'none'} to {now}")

@@ -39,6 +39,19 @@ def head_revision() -> str | None:
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
+def known_revisions() -> frozenset[str]:
+    """Every schema revision this version of taskjobs ships."""
+    script = ScriptDirectory.from_config(alembic_config())
+    return frozenset(revision.revision for revision in script.walk_revisions())
+
+
+def is_newer(revision: str | None) -> bool:
+    """Whether a database's revision is one this version does not ship: a newer release's,
+    whose migrations only add (README, "Upgrading the schema with no downtime"), so this
+    version runs on it as it is, as a worker not yet rolled to the new release must."""
+    return revision is not None and revision not in known_revisions()
+
+
 def current_revision(engine: Engine) -> str | None:
     """The revision a database is at; None when taskjobs never created its tables there."""
     with engine.connect() as connection:
@@ -51,17 +64,20 @@ def _revision(connection: Connection) -> str | None:
 
 
 def upgrade(engine: Engine, *, write_option: dict[str, Any]) -> tuple[str | None, str | None]:
-    """Migrate to the head revision, one process at a time; returns (before, after)."""
+    """Migrate to the head revision, one process at a time; returns (before, after). A
+    database a newer release has migrated is left as it is (``is_newer``)."""
     head = head_revision()
     before = current_revision(engine)
-    if before == head:
-        return before, head
+    if before == head or is_newer(before):
+        return before, before
     with engine.connect() as connection:
         connection = connection.execution_options(**write_option)
         try:
             with connection.begin():
                 _lock(connection)
                 before = _revision(connection)
+                if is_newer(before):
+                    return before, before
                 if before != head:
                     with _alembic:
                         command.upgrade(alembic_config(connection), "head")

@@ -332,6 +332,14 @@ class Store:
 
     def _upgrade(self) -> tuple[str | None, str | None]:
         before, now = schema.upgrade(self.engine, write_option={WRITE_OPTION: True})
+        if schema.is_newer(now):
+            logger.warning(
+                "taskjobs: %s is at schema revision %s, which a newer taskjobs made; this one "
+                "(revision %s) runs on it as it is",
+                safe_url(self.url),
+                now,
+                schema.head_revision(),
+            )
         self._schema_ready = True
         return before, now
 

@@ -440,6 +440,41 @@ def test_cli_db_upgrade_and_current(fresh_url: str) -> None:
     assert again.returncode == 0 and "already at revision" in again.stdout
 
 
+def test_a_database_a_newer_release_migrated_is_used_as_it_is(
+    fresh_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A rolling upgrade migrates first, while workers of the release before still run and
+    # start new processes: theirs must keep tracking on the schema they do not know.
+    first = Store(fresh_url)
+    first.upgrade()
+    with first.engine.begin() as connection:
+        connection.execute(sa.text(f"UPDATE {VERSION_TABLE} SET version_num = '9999'"))
+    first.dispose()
+    taskjobs.configure(fresh_url)
+    try:
+        with caplog.at_level("WARNING", logger="taskjobs"):
+            setJob("on-newer", {"name": "tasks.kept"}, "finished")
+        job = getJob("on-newer", "finished")
+        assert job is not None and job["name"] == "tasks.kept"
+        assert "at schema revision 9999, which a newer taskjobs made" in caplog.text
+        assert taskjobs.configure(fresh_url).revision() == "9999"
+    finally:
+        taskjobs.configure(None)
+    result = subprocess.run(
+        [sys.executable, "-m", "taskjobs.cli", "db", "upgrade", "--db", fresh_url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"revision 9999, newer than this taskjobs' {head_revision()}: left as it is" in (
+        result.stdout
+    )
+    reread = Store(fresh_url)
+    assert reread.revision() == "9999"
+    reread.dispose()
+
+
 def test_cli_reports_a_bad_url_in_one_line() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "taskjobs.cli", "db", "upgrade", "--db", "oracle://x@y/z"],
