@@ -44,7 +44,7 @@ from tests.services import scratch_database  # noqa: E402
 # The statements of a scrape, told apart by what their SQL holds (checked in this order).
 STATEMENTS = {
     "aggregates": "from taskjobs_stats",
-    "logged changes": "from taskjobs_stat_changes",
+    "logged changes": "from taskjobs_stat_log",
     "histograms": "julianday|extract|timestampdiff",
     "oldest pending": "min(",
     "errors": "coalesce(taskjobs_jobs.exc_type",

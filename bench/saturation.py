@@ -37,7 +37,7 @@ from taskjobs import lifecycle  # noqa: E402
 from taskjobs.celery.recorder import Mode, Recorder  # noqa: E402
 from taskjobs.model import utcnow  # noqa: E402
 from taskjobs.store import Store  # noqa: E402
-from taskjobs.store.tables import jobs, stat_changes, stats  # noqa: E402
+from taskjobs.store.tables import jobs, stat_log, stats  # noqa: E402
 from tests.services import scratch_database  # noqa: E402
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -141,7 +141,7 @@ def measure(
 ) -> dict[str, Any]:
     store = Store(url)
     with store.engine.begin() as connection:
-        for table in (jobs, stat_changes, stats):
+        for table in (jobs, stat_log, stats):
             connection.execute(sa.delete(table))
     context = multiprocessing.get_context("fork")
     start, release, done = context.Event(), context.Event(), context.Queue()

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 import taskjobs
 from taskjobs.store import Store
-from taskjobs.store.tables import jobs, stat_changes, stats, transitions, workers
+from taskjobs.store.tables import jobs, stat_log, stats, transitions, workers
 from tests.services import IN_CI, scratch_database
 
 ALL_DATABASES = ("sqlite", "postgresql", "mariadb")
@@ -62,7 +62,7 @@ def store(database_url: str) -> Iterator[Store]:
     configured._writer._statements.clear()
     with configured.engine.begin() as connection:
         # The jobs first: deleting them logs changes of the aggregates, deleted next.
-        for table in (jobs, transitions, workers, stat_changes, stats):
+        for table in (jobs, transitions, workers, stat_log, stats):
             connection.execute(sa.delete(table))
     yield configured
     taskjobs.configure(None)

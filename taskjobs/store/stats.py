@@ -1,18 +1,23 @@
 """Running aggregates: the report's and the metrics' figures, kept per time bucket so that
 reading them costs what the buckets of the window cost, not what its jobs cost.
 
-The database logs each change of a job's figures itself (``tables.stat_changes``: the job's
-values before, with sign -1, and after, with sign +1, written by triggers on every insert,
-delete and relevant update, see migration 0007). ``fold`` moves a batch of those changes into
-``tables.stats``, which holds, per bucket of each width and per kind of figure (``KINDS``), a
-count of jobs and the sum of a value. A reader adds the changes not yet folded to what is, in
-one snapshot, so the figures are exact whenever they are read, folded or not.
+The database logs each change of a job's figures itself (``tables.stat_log``: the job's
+values before and after it, written by triggers on every insert, delete and relevant update,
+see migration 0011). ``fold`` moves a batch of those changes into ``tables.stats``, which
+holds, per bucket of each width and per kind of figure (``KINDS``), a count of jobs and the sum
+of a value: the values before count -1, the values after +1. A reader adds the changes not yet
+folded to what is, in one snapshot, so the figures are exact whenever they are read, folded or
+not.
 
-Each job counts in the buckets of the minute, ten minutes and hour it was created in (the
-kinds ``STATE``, ``WORKER``, ``EXCEPTION``, ``RUNTIME``, ``WAIT``), in the minute it ended
-(``ENDED``), or in all time (``STATE`` again, ``FAILURE``). A window is read as whole hours, then
-whole ten minutes, then whole minutes at its edges (``cover``): its edges are taken to the
-minute, the start down and the end up.
+Each job counts in the buckets of the minute, ten minutes, hour and four hours it was created
+in (the kinds ``STATE``, ``WORKER``, ``EXCEPTION``, ``RUNTIME``, ``WAIT``), in the minute it
+ended (``ENDED``), or in all time (``STATE`` again, ``FAILURE``). A window is read as whole
+four hours, then whole hours, ten minutes and minutes at its edges (``cover``): its edges are
+taken to the minute, the start down and the end up.
+
+The widths are the fold's and the log's contract together: a fold of a release that did not
+know a width would leave it short of what it folded, for good. So a change of ``WIDTHS`` comes
+with a new log table, which the older release's folds do not read (migration 0011).
 
 Durations are kept as histograms: each value counts in the bin of the smallest bound of
 ``EDGES`` at or above it (0.1234 s counts as 0.1264 s), bounds at most 9.1% apart. A percentile
@@ -35,10 +40,10 @@ import sqlalchemy as sa
 
 from taskjobs.model import CELERY_LOST, ERROR, FINISHED, RUNNING
 from taskjobs.store import dialects
-from taskjobs.store.tables import stat_changes, stats
+from taskjobs.store.tables import STAT_FIGURES, stat_log, stats
 
 # The widths of the buckets, in seconds, widest first; 0 is the one bucket of all time.
-WIDTHS = (3600, 600, 60)
+WIDTHS = (14400, 3600, 600, 60)
 ALL_TIME = 0
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -162,8 +167,8 @@ def fold(connection: sa.Connection, limit: int = FOLD_BATCH) -> int:
     with dialects.try_lock(connection, key=FOLD_LOCK, name=FOLD_LOCK_NAME) as held:
         if not held:
             return 0
-        query = sa.select(stat_changes).order_by(stat_changes.c.id).limit(limit)
-        changes = [dict(row) for row in connection.execute(query).mappings()]
+        query = sa.select(stat_log).order_by(stat_log.c.id).limit(limit)
+        changes = list(connection.execute(query).mappings())
         if not changes:
             return 0
         # The changes are deleted first: a fold that deletes fewer than it read raced another
@@ -174,7 +179,7 @@ def fold(connection: sa.Connection, limit: int = FOLD_BATCH) -> int:
         deleted = 0
         for start in range(0, len(ids), _DELETE_CHUNK):
             chunk = ids[start : start + _DELETE_CHUNK]
-            found = connection.execute(sa.delete(stat_changes).where(stat_changes.c.id.in_(chunk)))
+            found = connection.execute(sa.delete(stat_log).where(stat_log.c.id.in_(chunk)))
             deleted += found.rowcount
         if deleted != len(ids):
             raise ConcurrentFoldError(
@@ -195,14 +200,23 @@ def fold(connection: sa.Connection, limit: int = FOLD_BATCH) -> int:
         return len(changes)
 
 
-def add_up(changes: Iterable[Mapping[str, Any]]) -> dict[Key, list[Any]]:
-    """The sums of jobs and totals per key that ``changes`` add."""
+def sides(change: Mapping[Any, Any]) -> Iterator[dict[str, Any]]:
+    """The figures a logged change (a row of ``stat_log``) takes away and adds: the job's
+    before it with sign -1, after it with sign +1; an insert has no before, a delete no after."""
+    for prefix, sign in (("old_", -1), ("new_", 1)):
+        if change[f"{prefix}status"] is not None:
+            yield {"sign": sign, **{figure: change[prefix + figure] for figure in STAT_FIGURES}}
+
+
+def add_up(changes: Iterable[Mapping[Any, Any]]) -> dict[Key, list[Any]]:
+    """The sums of jobs and totals per key that ``changes`` (rows of ``stat_log``) add."""
     sums: dict[Key, list[Any]] = defaultdict(lambda: [0, 0.0])
     for change in changes:
-        for key, jobs, total in expand(change):
-            entry = sums[key]
-            entry[0] += jobs
-            entry[1] += total
+        for side in sides(change):
+            for key, jobs, total in expand(side):
+                entry = sums[key]
+                entry[0] += jobs
+                entry[1] += total
     return sums
 
 
@@ -239,7 +253,7 @@ class Backlog:
 
 def backlog(connection: sa.Connection) -> Backlog:
     """Every logged change not yet folded, added up once for all the reads of one snapshot."""
-    changes = [dict(row) for row in connection.execute(sa.select(stat_changes)).mappings()]
+    changes = list(connection.execute(sa.select(stat_log)).mappings())
     return Backlog(len(changes), add_up(changes))
 
 

@@ -172,11 +172,29 @@ workers = sa.Table(
 )
 
 STAT_CHANGES_TABLE = "taskjobs_stat_changes"
+STAT_LOG_TABLE = "taskjobs_stat_log"
 STATS_TABLE = "taskjobs_stats"
 
-# What the figures of one job were before (sign -1) or after (sign +1) a change to them: the
-# database writes these rows itself (triggers, see migration 0007) whenever a job is inserted,
-# deleted, or changed in a column below, and ``stats.fold`` moves them into ``stats``.
+# The figures of a job that a change of it counts, with their types: the columns of ``jobs`` it
+# copies, the Celery state only while the job is in error (a lost or revoked job).
+STAT_FIGURES: dict[str, sa.types.TypeEngine[Any]] = {
+    "name": sa.String(MAX_KEY_LENGTH),
+    "status": sa.String(16),
+    "worker": sa.String(MAX_KEY_LENGTH),
+    "exc_type": sa.String(MAX_KEY_LENGTH),
+    "retries": sa.Integer(),
+    "created_at": UTCDateTime(),
+    "eta": UTCDateTime(),
+    "started_at": UTCDateTime(),
+    "finished_at": UTCDateTime(),
+    "runtime": sa.Float(),
+    "celery_state": sa.String(32),
+}
+
+
+# Retired by migration 0011 (which moved its rows to ``stat_log``), and kept, empty, for the
+# release before it: its workers' folds read this table during a rolling upgrade and find
+# nothing to fold. Each row held one side of a change (sign -1 before, +1 after).
 stat_changes = sa.Table(
     STAT_CHANGES_TABLE,
     metadata,
@@ -194,6 +212,21 @@ stat_changes = sa.Table(
     sa.Column("started_at", UTCDateTime, nullable=True),
     sa.Column("finished_at", UTCDateTime, nullable=True),
     sa.Column("runtime", sa.Float, nullable=True),
+    mysql_charset="utf8mb4",
+    mysql_engine="InnoDB",
+)
+
+# One change of a job's figures: what they were before it and what they are after it. The
+# database writes these rows itself (triggers, see migration 0011) whenever a job is inserted,
+# deleted, or changed in one of ``STAT_FIGURES``, and ``stats.fold`` moves them into ``stats``.
+stat_log = sa.Table(
+    STAT_LOG_TABLE,
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    # What the job's figures were before the change (all NULL for an insert) and are after it
+    # (all NULL for a delete): ``status`` is never NULL in a job.
+    *(sa.Column(f"old_{figure}", kind, nullable=True) for figure, kind in STAT_FIGURES.items()),
+    *(sa.Column(f"new_{figure}", kind, nullable=True) for figure, kind in STAT_FIGURES.items()),
     mysql_charset="utf8mb4",
     mysql_engine="InnoDB",
 )

@@ -30,7 +30,7 @@ from taskjobs.model import (
 from taskjobs.report import build_report
 from taskjobs.settings import Settings
 from taskjobs.store import Store, dialects, store_for
-from taskjobs.store.tables import jobs, stat_changes
+from taskjobs.store.tables import jobs, stat_log
 from taskjobs.store.workers import REAP_LOCK, REAP_LOCK_NAME
 from tests.waiting import wait_for
 from tests.writes import transition
@@ -422,7 +422,7 @@ def test_a_beating_worker_folds_the_logged_changes_into_the_aggregates(store: St
 
     def unfolded() -> int:
         with store.engine.connect() as connection:
-            return int(connection.scalar(sa.select(sa.func.count()).select_from(stat_changes)))
+            return int(connection.scalar(sa.select(sa.func.count()).select_from(stat_log)))
 
     assert unfolded() == 30
     heart = Heart("celery@folder", Settings.load({}), lambda: store)
@@ -476,7 +476,7 @@ def test_one_round_of_a_hearts_bookkeeping_is_bounded(
 
     def unfolded() -> int:
         with store.engine.connect() as connection:
-            return int(connection.scalar(sa.select(sa.func.count()).select_from(stat_changes)))
+            return int(connection.scalar(sa.select(sa.func.count()).select_from(stat_log)))
 
     heart = Heart("celery@bounded", Settings.load({"taskjobs_keep_finished": 86400}), lambda: store)
     assert unfolded() == 7

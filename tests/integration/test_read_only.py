@@ -17,12 +17,12 @@ from taskjobs.report import build_report
 from taskjobs.store import Store
 from taskjobs.store.tables import (
     JOBS_TABLE,
-    STAT_CHANGES_TABLE,
+    STAT_LOG_TABLE,
     STATS_TABLE,
     TRANSITIONS_TABLE,
     VERSION_TABLE,
     WORKERS_TABLE,
-    stat_changes,
+    stat_log,
 )
 from taskjobs.web import create_app
 from tests.writes import transition
@@ -31,7 +31,7 @@ from tests.writes import transition
 pytestmark = pytest.mark.parametrize("db_kind", ["postgresql", "mariadb"], indirect=True)
 
 MOMENT = datetime(2026, 3, 1, 12, tzinfo=timezone.utc)
-TABLES = (JOBS_TABLE, TRANSITIONS_TABLE, WORKERS_TABLE, STAT_CHANGES_TABLE, STATS_TABLE,
+TABLES = (JOBS_TABLE, TRANSITIONS_TABLE, WORKERS_TABLE, STAT_LOG_TABLE, STATS_TABLE,
           VERSION_TABLE)  # fmt: skip
 
 
@@ -68,7 +68,7 @@ def reader(store: Store, db_kind: str) -> Iterator[Store]:
 
 def unfolded(store: Store) -> int:
     with store.engine.connect() as connection:
-        return int(connection.scalar(sa.select(sa.func.count()).select_from(stat_changes)))
+        return int(connection.scalar(sa.select(sa.func.count()).select_from(stat_log)))
 
 
 def test_a_read_only_user_reads_the_report_and_leaves_the_fold_to_writers(
@@ -78,7 +78,7 @@ def test_a_read_only_user_reads_the_report_and_leaves_the_fold_to_writers(
     for i in range(5):
         transition(f"j{i}", FINISHED, {"name": "t", "runtime": 2.0}, at=MOMENT, seq=1)
     with pytest.raises(Exception, match="denied"), reader.engine.begin() as connection:
-        connection.execute(sa.delete(stat_changes))
+        connection.execute(sa.delete(stat_log))
     report = build_report(since=MOMENT, until=MOMENT + timedelta(minutes=1), store=reader)
     assert report.totals[FINISHED] == 5 and report.tasks[0].runtime_p50 == 2.0
     assert unfolded(store) == 5  # its fold was refused, and nothing else changed

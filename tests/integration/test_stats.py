@@ -17,7 +17,7 @@ from taskjobs.api.job import setJob
 from taskjobs.model import CELERY_LOST, ERROR, FINISHED, PENDING, RUNNING
 from taskjobs.report import build_report
 from taskjobs.store import Store, stats
-from taskjobs.store.tables import jobs, stat_changes
+from taskjobs.store.tables import STAT_FIGURES, jobs, stat_log
 from taskjobs.web.metrics import BUCKETS
 from tests.waiting import wait_for
 from tests.writes import transition
@@ -34,10 +34,12 @@ def expected(store: Store) -> dict[stats.Key, tuple[int, float]]:
     """The aggregates the stored jobs add up to, computed from their rows."""
     with store.engine.connect() as connection:
         rows = [dict(row) for row in connection.execute(sa.select(jobs)).mappings()]
+    # Each job as if just inserted: a change with nothing before it.
     changes = [
-        {**row, "sign": 1, "celery_state": row["celery_state"] if row["status"] == ERROR else None}
+        {"old_status": None, **{f"new_{figure}": row[figure] for figure in STAT_FIGURES},
+         "new_celery_state": row["celery_state"] if row["status"] == ERROR else None}
         for row in rows
-    ]
+    ]  # fmt: skip
     return _nonzero(stats.add_up(changes))
 
 
@@ -65,7 +67,7 @@ def _nonzero(sums: Mapping[stats.Key, list[Any]]) -> dict[stats.Key, tuple[int, 
 
 def unfolded(store: Store) -> int:
     with store.engine.connect() as connection:
-        return int(connection.scalar(sa.select(sa.func.count()).select_from(stat_changes)))
+        return int(connection.scalar(sa.select(sa.func.count()).select_from(stat_log)))
 
 
 def random_values(rng: random.Random, status: str) -> dict[str, Any]:
@@ -161,7 +163,7 @@ def _folding(store: Store) -> bool:
         "WHERE info LIKE :deleting OR info LIKE :adding"
     )
     writes = {
-        "deleting": f"DELETE FROM {stat_changes.name}%",
+        "deleting": f"DELETE FROM {stat_log.name}%",
         "adding": "INSERT INTO taskjobs_stats%",
     }
     with store.engine.connect() as connection:
@@ -237,7 +239,7 @@ def test_the_metrics_read_the_same_unfolded_half_folded_and_folded(store: Store)
 
 def kept_changes(store: Store) -> list[int]:
     with store.engine.connect() as connection:
-        return list(connection.scalars(sa.select(stat_changes.c.id)))
+        return list(connection.scalars(sa.select(stat_log.c.id)))
 
 
 def test_once_every_job_is_deleted_and_folded_no_aggregate_row_is_left(store: Store) -> None:
@@ -295,12 +297,13 @@ def test_a_duration_counts_in_the_bin_of_the_next_bound_less_than_ten_percent_ab
         assert value <= stats.bin_bound(stats.bin_label(value)) < value * 1.1
 
 
-def test_a_window_is_covered_by_whole_hours_then_ten_minutes_then_minutes() -> None:
+def test_a_window_is_covered_by_whole_four_hours_then_hours_ten_minutes_and_minutes() -> None:
     since = datetime(2026, 12, 3, 7, 31, 27, tzinfo=timezone.utc)
     ranges = stats.cover(since, since + timedelta(hours=24))
     at = datetime(2026, 12, 3, 0, 0, tzinfo=timezone.utc)
     assert sorted(ranges) == sorted([
-        (3600, at + timedelta(hours=8), at + timedelta(hours=31)),
+        (14400, at + timedelta(hours=8), at + timedelta(hours=28)),
+        (3600, at + timedelta(hours=28), at + timedelta(hours=31)),
         (600, at + timedelta(hours=7, minutes=40), at + timedelta(hours=8)),
         (600, at + timedelta(hours=31), at + timedelta(hours=31, minutes=30)),
         (60, at + timedelta(hours=7, minutes=31), at + timedelta(hours=7, minutes=40)),

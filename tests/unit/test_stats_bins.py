@@ -6,8 +6,9 @@ from __future__ import annotations
 import itertools
 from datetime import datetime, timedelta, timezone
 
-from taskjobs.model import CELERY_LOST, ERROR
+from taskjobs.model import CELERY_LOST, ERROR, RUNNING
 from taskjobs.store import stats
+from taskjobs.store.tables import STAT_FIGURES
 
 ROUND = {float(f"{m}e{e}") for e in range(-4, 8) for m in (1, 2, 2.5, 3, 5) if m * 10**e <= 1e7}
 MINUTES_AND_HOURS = {60.0, 120.0, 300.0, 600.0, 900.0, 1200.0, 1800.0, 3600.0, 7200.0, 10800.0,
@@ -45,8 +46,8 @@ def test_percentiles_are_nearest_rank_bin_bounds_of_the_bins_that_count_jobs() -
     assert stats.percentiles({}, (50,)) == {}
 
 
-def test_a_job_counts_in_the_aggregates_of_its_minute_ten_minutes_hour_and_end() -> None:
-    created = datetime(2026, 3, 1, 12, 34, 56, tzinfo=timezone.utc)
+def test_a_job_counts_in_the_aggregates_of_its_minute_ten_minutes_hour_four_hours_and_end() -> None:
+    created = datetime(2026, 3, 1, 14, 34, 56, tzinfo=timezone.utc)
     eta = created + timedelta(seconds=30)  # it waits from its ETA, later than its publish
     change = {
         "sign": 1,
@@ -59,10 +60,11 @@ def test_a_job_counts_in_the_aggregates_of_its_minute_ten_minutes_hour_and_end()
         "created_at": created,
         "eta": eta,
         "started_at": eta + timedelta(seconds=2.5),
-        "finished_at": datetime(2026, 3, 1, 13, 0, 10, tzinfo=timezone.utc),
+        "finished_at": datetime(2026, 3, 1, 15, 0, 10, tzinfo=timezone.utc),
         "runtime": 2.0,
     }
-    buckets = [(3600, created.replace(minute=0, second=0)),
+    buckets = [(14400, created.replace(hour=12, minute=0, second=0)),
+               (3600, created.replace(minute=0, second=0)),
                (600, created.replace(minute=30, second=0)),
                (60, created.replace(second=0))]  # fmt: skip
     every_time = (stats.ALL_TIME, stats.EPOCH)
@@ -73,7 +75,7 @@ def test_a_job_counts_in_the_aggregates_of_its_minute_ten_minutes_hour_and_end()
         (*every_time, stats.FAILURE, "tasks.a", "ValueError"): (1, 0.0),
         **{(w, b, stats.RUNTIME, "tasks.a", "2"): (1, 2.0) for w, b in buckets},
         **{(w, b, stats.WAIT, "tasks.a", "2.5"): (1, 2.5) for w, b in buckets},
-        (60, datetime(2026, 3, 1, 13, 0, tzinfo=timezone.utc), stats.ENDED, "", ERROR): (1, 0.0),
+        (60, datetime(2026, 3, 1, 15, 0, tzinfo=timezone.utc), stats.ENDED, "", ERROR): (1, 0.0),
     }
     assert {key: (jobs, total) for key, jobs, total in stats.expand(change)} == wanted
     # Its removal (sign -1) takes exactly as much away.
@@ -101,3 +103,24 @@ def test_a_lost_job_fails_by_its_celery_state_and_a_clock_gone_back_waits_zero()
     assert found[(stats.FAILURE, "", CELERY_LOST)] == (1, 1.0)  # a lost job, counted as lost
     assert found[(stats.WAIT, "", "0")] == (1, 0.0)
     assert {kind for kind, _, _ in found} == {stats.STATE, stats.FAILURE, stats.WAIT}
+
+
+def test_a_logged_change_takes_away_the_figures_before_it_and_adds_those_after_it() -> None:
+    created = datetime(2026, 3, 1, 14, 34, 56, tzinfo=timezone.utc)
+    before = {figure: None for figure in STAT_FIGURES}
+    before.update(name="tasks.a", status=RUNNING, retries=0, created_at=created)
+    after = {**before, "status": ERROR, "celery_state": CELERY_LOST}
+    update = {"id": 7, **{f"old_{k}": v for k, v in before.items()},
+              **{f"new_{k}": v for k, v in after.items()}}  # fmt: skip
+    assert list(stats.sides(update)) == [{"sign": -1, **before}, {"sign": 1, **after}]
+    nothing = {figure: None for figure in STAT_FIGURES}
+    insert = {**update, **{f"old_{k}": v for k, v in nothing.items()}}
+    delete = {**update, **{f"new_{k}": v for k, v in nothing.items()}}
+    assert list(stats.sides(insert)) == [{"sign": 1, **after}]
+    assert list(stats.sides(delete)) == [{"sign": -1, **before}]
+    # The running job leaves its state's buckets, the lost one enters its own.
+    sums = stats.add_up([update])
+    hour = (3600, created.replace(minute=0, second=0))
+    assert sums[(*hour, stats.STATE, "tasks.a", RUNNING)] == [-1, 0.0]
+    assert sums[(*hour, stats.STATE, "tasks.a", ERROR)] == [1, 0.0]
+    assert sums[(stats.ALL_TIME, stats.EPOCH, stats.FAILURE, "tasks.a", CELERY_LOST)] == [1, 1.0]
