@@ -46,7 +46,8 @@ TICKS = os.sysconf("SC_CLK_TCK")
 BACKLOG = 2000
 # Seconds between two folds of the running aggregates (as ``heartbeat.FOLD_EVERY``).
 FOLD_EVERY = 2.0
-TRIGGERS = ("taskjobs_stats_insert", "taskjobs_stats_update", "taskjobs_stats_delete")
+# The triggers that log the changes of jobs' figures (migration 0011).
+TRIGGERS = ("taskjobs_stat_log_insert", "taskjobs_stat_log_update", "taskjobs_stat_log_delete")
 
 
 def task_events(job_id: str, worker: str) -> list[lifecycle.Event]:

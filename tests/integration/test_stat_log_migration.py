@@ -62,10 +62,11 @@ def write(connection: sa.Connection, rng: random.Random, step: int, ids: list[st
 
 def fold_as_the_release_before(connection: sa.Connection) -> int:
     """What a fold of the release before 0011 did: the old log's rows (each one side of a
-    change) added into buckets of an hour, ten minutes and a minute, then deleted. Run on an
-    empty ``taskjobs_stats`` here, so plain inserts."""
+    change) added into buckets of an hour, ten minutes and a minute, then deleted."""
     changes = list(connection.execute(sa.select(stat_changes)).mappings())
     sums: dict[stats.Key, list[Any]] = defaultdict(lambda: [0, 0.0])
+    for row in connection.execute(sa.select(stats.stats)):
+        sums[(row.width, row.bucket_start, row.kind, row.name, row.label)] = [row.jobs, row.total]
     for change in changes:
         for key, count, total in stats.expand(change):
             if key[0] != 14400:
@@ -77,10 +78,22 @@ def fold_as_the_release_before(connection: sa.Connection) -> int:
         for (w, b, k, n, label), (count, total) in sums.items()
         if count
     ]  # fmt: skip
+    connection.execute(sa.delete(stats.stats))
     if rows:
         connection.execute(sa.insert(stats.stats), rows)
     connection.execute(sa.delete(stat_changes))
     return len(changes)
+
+
+def folded(store: Store) -> dict[stats.Key, tuple[int, float]]:
+    """The aggregates' rows as they are, with nothing of a log added."""
+    with store.engine.connect() as connection:
+        return {
+            (row.width, row.bucket_start, row.kind, row.name, row.label): (
+                row.jobs, round(row.total, 6)
+            )
+            for row in connection.execute(sa.select(stats.stats))
+        }  # fmt: skip
 
 
 def test_the_move_to_the_new_log_loses_and_repeats_no_change_written_around_it(
@@ -151,3 +164,26 @@ def test_a_change_of_a_job_is_one_row_of_the_new_log(store: Store) -> None:
         (None, PENDING), (PENDING, FINISHED), (FINISHED, None)
     ]  # fmt: skip
     assert kept(store) == expected(store) == {}
+
+
+def test_a_downgrade_hands_the_changes_not_folded_back_to_the_old_log(fresh_url: str) -> None:
+    store = Store(fresh_url)
+    store.upgrade()
+    rng = random.Random(21)
+    ids: list[str] = []
+    with store.engine.begin() as connection:
+        for step in range(40):
+            write(connection, rng, step, ids)
+    store.fold_stats(limit=15)
+    with store.engine.begin() as connection:
+        for step in range(40, 60):
+            write(connection, rng, step, ids)
+    with store.engine.begin() as connection:
+        command.downgrade(alembic_config(connection), "0010")
+        for step in range(60, 80):  # logged by the triggers of 0007 again
+            write(connection, rng, step, ids)
+    with store.engine.begin() as connection:
+        assert fold_as_the_release_before(connection) > 20
+        assert not sa.inspect(connection).has_table(stat_log.name)
+    assert folded(store) == {key: sums for key, sums in expected(store).items() if key[0] != 14400}
+    store.dispose()
