@@ -131,6 +131,9 @@ def settle(store: Store) -> None:
         with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
             c.exec_driver_sql("VACUUM ANALYZE")
             c.exec_driver_sql("CHECKPOINT")
+    elif store.engine.dialect.name in ("mysql", "mariadb"):
+        with store.engine.begin() as c:
+            c.exec_driver_sql("ANALYZE TABLE taskjobs_jobs, taskjobs_transitions, taskjobs_stats")
     else:
         with store.engine.begin() as c:
             c.exec_driver_sql("ANALYZE")

@@ -60,8 +60,11 @@ FIGURES = (*COPIED, "celery_state")
 EVENTS = ("insert", "update", "delete")
 HOUR, FOUR_HOURS = 3600, 14400
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-# The folds' lock (taskjobs.store.stats.FOLD_LOCK), as this revision knows it.
-FOLD_LOCK = 0x7461736B666F6C64
+# The folds' locks (taskjobs.store.stats' FOLD_LOCK and FOLD_LOCK_NAME) as this revision
+# knows them, and the seconds MySQL's waits for a running fold.
+FOLD_LOCK, FOLD_LOCK_NAME, FOLD_WAIT = 0x7461736B666F6C64, "taskjobs_fold", 600
+# The kinds of figure kept in hourly buckets (the ones counted where a job was created).
+HOURLY_KINDS = ("state", "worker", "exception", "runtime", "wait")
 
 
 def _figure_columns(prefix: str) -> list[sa.Column[Any]]:
@@ -87,28 +90,33 @@ def upgrade() -> None:
         mysql_engine="InnoDB",
         **binary_collation(bind.dialect),
     )
-    with _no_fold_nor_write(bind):
+    with _no_fold(bind):
         _add_up_four_hours(bind)
-        # On PostgreSQL, task writes wait from the first DROP TRIGGER to the commit (it locks
-        # the jobs' table), which is the swap and the drain of the few changes not yet folded.
-        for statement in _drop_triggers(dialect, "taskjobs_stats_", "taskjobs_note_stat_change"):
-            op.execute(statement)
-        for statement in _trigger_ddl(dialect):
-            op.execute(statement)
-        # Each old row was one side of a change: before (-1) or after (+1).
-        old, new = _columns("old_"), _columns("new_")
-        sides = [f"CASE WHEN sign < 0 THEN {f} END" for f in FIGURES]
-        sides += [f"CASE WHEN sign > 0 THEN {f} END" for f in FIGURES]
-        op.execute(
-            f"INSERT INTO {LOG} ({old}, {new}) SELECT {', '.join(sides)} FROM {OLD_LOG} ORDER BY id"
-        )
-        op.execute(f"DELETE FROM {OLD_LOG}")
+        # From here to the commit (PostgreSQL, whose DROP TRIGGER locks the jobs' table) or to
+        # UNLOCK TABLES (MySQL), task writes wait: the swap, and the drain of the few changes
+        # no fold had moved yet.
+        with _no_write(bind):
+            for statement in _drop_triggers(
+                dialect, "taskjobs_stats_", "taskjobs_note_stat_change"
+            ):
+                op.execute(statement)
+            for statement in _trigger_ddl(dialect):
+                op.execute(statement)
+            # Each old row was one side of a change: before (-1) or after (+1).
+            old, new = _columns("old_"), _columns("new_")
+            sides = [f"CASE WHEN sign < 0 THEN {f} END" for f in FIGURES]
+            sides += [f"CASE WHEN sign > 0 THEN {f} END" for f in FIGURES]
+            op.execute(
+                f"INSERT INTO {LOG} ({old}, {new}) "
+                f"SELECT {', '.join(sides)} FROM {OLD_LOG} ORDER BY id"
+            )
+            op.execute(f"DELETE FROM {OLD_LOG}")
 
 
 def downgrade() -> None:
     bind = op.get_bind()
     dialect = bind.dialect.name
-    with _no_fold_nor_write(bind):
+    with _no_fold(bind), _no_write(bind):
         for statement in _drop_triggers(dialect, "taskjobs_stat_log_", "taskjobs_log_stat_change"):
             op.execute(statement)
         for statement in _revision_0007()._trigger_ddl(dialect):
@@ -124,51 +132,69 @@ def downgrade() -> None:
 
 
 @contextmanager
-def _no_fold_nor_write(bind: sa.Connection) -> Iterator[None]:
-    """No fold runs (and, on MySQL, no job is written) inside the block."""
+def _no_fold(bind: sa.Connection) -> Iterator[None]:
+    """No fold runs inside the block, and none that started before it is still writing."""
     dialect = bind.dialect.name
     if dialect == "postgresql":
         # Held to the end of the migration's transaction; a fold takes it without waiting.
         bind.execute(sa.select(sa.func.pg_advisory_xact_lock(FOLD_LOCK)))
         yield
     elif dialect in ("mysql", "mariadb"):
-        # A fold releases its named lock before it commits: only table locks wait for that.
-        bind.exec_driver_sql(
-            f"LOCK TABLES {JOBS} WRITE, {OLD_LOG} WRITE, {LOG} WRITE, {STATS} WRITE"
-        )
+        # The folds' named lock keeps new ones from starting; a fold releases it just before
+        # its commit, and only a table lock waits for that commit.
+        bind.execute(sa.select(sa.func.get_lock(FOLD_LOCK_NAME, FOLD_WAIT)))
+        try:
+            bind.exec_driver_sql(f"LOCK TABLES {STATS} WRITE")
+            yield
+        finally:
+            bind.exec_driver_sql("UNLOCK TABLES")
+            bind.execute(sa.select(sa.func.release_lock(FOLD_LOCK_NAME)))
+    else:
+        yield  # SQLite: the migration's transaction holds the one write lock
+
+
+@contextmanager
+def _no_write(bind: sa.Connection) -> Iterator[None]:
+    """No job is written inside the block. PostgreSQL's and SQLite's DDL is transactional:
+    their trigger swap needs nothing more. MySQL's commits each statement: a job written
+    between the old triggers' drop and the new ones' creation would go unlogged."""
+    if bind.dialect.name in ("mysql", "mariadb"):
+        tables = ", ".join(f"{table} WRITE" for table in (JOBS, OLD_LOG, LOG, STATS))
+        bind.exec_driver_sql(f"LOCK TABLES {tables}")  # in place of _no_fold's
         try:
             yield
         finally:
             bind.exec_driver_sql("UNLOCK TABLES")
     else:
-        yield  # SQLite: the migration's transaction holds the one write lock
+        yield
 
 
 def _add_up_four_hours(bind: sa.Connection) -> None:
-    """The four-hour buckets, from the hourly ones: one statement per bucket."""
+    """The four-hour buckets, from the hourly ones: one statement per kind and bucket, each a
+    range of the aggregates' primary key (kind, width, bucket start, ...)."""
     stats = sa.table(
         STATS,
         *(sa.column(name) for name in ("kind", "width", "name", "label", "jobs", "total")),
         sa.column("bucket_start", UTCDateTime()),
     )
     c = stats.c
-    hours = bind.execute(sa.select(c.bucket_start).where(c.width == HOUR).distinct()).scalars()
-    starts = sorted({_four_hours(hour) for hour in hours})
-    for start in starts:
-        query = (
-            sa.select(c.kind, c.name, c.label, sa.func.sum(c.jobs), sa.func.sum(c.total))
-            .where(c.width == HOUR, c.bucket_start >= start,
-                   c.bucket_start < start + timedelta(seconds=FOUR_HOURS))
-            .group_by(c.kind, c.name, c.label)
-        )  # fmt: skip
-        rows = [
-            {"kind": kind, "width": FOUR_HOURS, "bucket_start": start, "name": name,
-             "label": label, "jobs": jobs, "total": total}
-            for kind, name, label, jobs, total in bind.execute(query)
-            if jobs or total
-        ]  # fmt: skip
-        if rows:
-            bind.execute(stats.insert(), rows)
+    for kind in HOURLY_KINDS:
+        hourly = sa.select(c.bucket_start).where(c.kind == kind, c.width == HOUR).distinct()
+        for start in sorted({_four_hours(hour) for hour in bind.execute(hourly).scalars()}):
+            query = (
+                sa.select(c.name, c.label, sa.func.sum(c.jobs), sa.func.sum(c.total))
+                .where(c.kind == kind, c.width == HOUR, c.bucket_start >= start,
+                       c.bucket_start < start + timedelta(seconds=FOUR_HOURS))
+                .group_by(c.name, c.label)
+            )  # fmt: skip
+            rows = [
+                {"kind": kind, "width": FOUR_HOURS, "bucket_start": start, "name": name,
+                 "label": label, "jobs": jobs, "total": total}
+                for name, label, jobs, total in bind.execute(query)
+                if jobs or total
+            ]  # fmt: skip
+            if rows:
+                bind.execute(stats.insert(), rows)
 
 
 def _four_hours(at: datetime) -> datetime:
