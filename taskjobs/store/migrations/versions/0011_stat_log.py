@@ -142,7 +142,8 @@ def _no_fold(bind: sa.Connection) -> Iterator[None]:
     elif dialect in ("mysql", "mariadb"):
         # The folds' named lock keeps new ones from starting; a fold releases it just before
         # its commit, and only a table lock waits for that commit.
-        bind.execute(sa.select(sa.func.get_lock(FOLD_LOCK_NAME, FOLD_WAIT)))
+        if not bind.scalar(sa.select(sa.func.get_lock(FOLD_LOCK_NAME, FOLD_WAIT))):
+            raise RuntimeError(f"a fold held {FOLD_LOCK_NAME!r} for {FOLD_WAIT} s: try again")
         try:
             bind.exec_driver_sql(f"LOCK TABLES {STATS} WRITE")
             yield
