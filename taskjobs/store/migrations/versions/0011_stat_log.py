@@ -21,9 +21,11 @@ are swapped and no fold runs meanwhile:
   four-hour buckets added up while tasks write on, then the triggers swapped and the old log
   drained, all in the migration's transaction (task writes wait for its commit from the swap on).
 - SQLite: the migration's transaction holds the database's one write lock throughout.
-- MySQL and MariaDB, where each DDL statement commits by itself: ``LOCK TABLES`` on the jobs,
-  both logs and the aggregates for the whole step, so task writes wait for it (about a second
-  per 100,000 hourly aggregate rows); the user needs the ``LOCK TABLES`` privilege.
+- MySQL and MariaDB, where each DDL statement commits by itself: the folds' named lock, then
+  ``LOCK TABLES`` on the aggregates while the four-hour buckets are added up (which also waits
+  for a fold still committing: a fold releases the named lock just before its commit), then on
+  the jobs, both logs and the aggregates for the swap and the drain, so task writes wait for
+  those alone; the user needs the ``LOCK TABLES`` privilege.
 
 Revision ID: 0011
 Revises: 0010
