@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 from pathlib import Path
 from typing import Any
@@ -34,15 +35,22 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return config
 
 
+@functools.cache
+def _shipped() -> tuple[str | None, frozenset[str]]:
+    """The head and every revision of the migrations in the package, read once a process
+    (about 5 ms each time: every process checks them on its first use of a store)."""
+    script = ScriptDirectory.from_config(alembic_config())
+    return script.get_current_head(), frozenset(r.revision for r in script.walk_revisions())
+
+
 def head_revision() -> str | None:
     """The newest schema revision this version of taskjobs ships."""
-    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+    return _shipped()[0]
 
 
 def known_revisions() -> frozenset[str]:
     """Every schema revision this version of taskjobs ships."""
-    script = ScriptDirectory.from_config(alembic_config())
-    return frozenset(revision.revision for revision in script.walk_revisions())
+    return _shipped()[1]
 
 
 def is_newer(revision: str | None) -> bool:
