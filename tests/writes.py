@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
+
+import sqlalchemy as sa
 
 from taskjobs.config import current_store
 from taskjobs.lifecycle import Event
@@ -44,3 +47,19 @@ def transition(
         existing_only=existing_only,
     )
     return (store or current_store()).apply(event, read_back=read_back)
+
+
+@contextmanager
+def count_statements(store: Store) -> Iterator[list[str]]:
+    """Collect the SQL statements the store sends, transaction control left out."""
+    seen: list[str] = []
+
+    def record(_conn, _cursor, statement: str, *_args: object) -> None:  # type: ignore[no-untyped-def]
+        if statement.split()[0].upper() not in ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT"):
+            seen.append(statement)
+
+    sa.event.listen(store.engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        sa.event.remove(store.engine, "before_cursor_execute", record)

@@ -6,9 +6,9 @@ order, once the store is back. A task, a publish or the worker's main loop never
 database that is down for longer than one connection attempt.
 
 Batched mode: every write queues, and the background thread writes what has queued every few
-milliseconds (or as soon as a batch is full) in one transaction, with the same statements and
-so the same ordering guarantees. Faster, at a price: what is queued when a process is killed
-is lost (a clean stop writes it out first).
+milliseconds (or as soon as a batch is full) in one transaction, with the same statements, each
+run for many rows at once, and so the same ordering guarantees. Faster, at a price: what is
+queued when a process is killed is lost (a clean stop writes it out first).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import os
 import threading
 import time
 import weakref
-from contextlib import AbstractContextManager
+from collections.abc import Sequence
 from typing import Protocol, TypeAlias
 
 from taskjobs.errors import StoreError
@@ -55,11 +55,11 @@ class Mode:
 
 
 class ChangeStore(Protocol):
-    """What a recorder needs of a store: apply a change, and group changes in a transaction."""
+    """What a recorder needs of a store: apply a change, or many in one transaction."""
 
     def apply(self, change: Change) -> object: ...
 
-    def batch(self) -> AbstractContextManager[None]: ...
+    def apply_all(self, changes: Sequence[Change]) -> None: ...
 
 
 class Recorder:
@@ -181,9 +181,7 @@ class Recorder:
         """Apply ``chunk`` in one transaction; if the store refuses one change, apply them
         one by one so that only that change is dropped (and logged with what it was)."""
         try:
-            with self.store.batch():
-                for change in chunk:
-                    self.store.apply(change)
+            self.store.apply_all(chunk)
             return
         except StoreError as exc:
             if exc.retryable:

@@ -87,6 +87,10 @@ class JobStore(JobReader, Protocol):
         """Apply one lifecycle event or progress note, guarded by its order key."""
         ...
 
+    def apply_all(self, changes: Sequence[Event | Note]) -> None:
+        """Apply many changes in one transaction, each job's in the order given."""
+        ...
+
     def append_message(self, job_id: str, text: str, at: datetime) -> bool:
         """Append to an existing job's ``messages``; False if there is no such job."""
         ...

@@ -8,12 +8,13 @@ in the same statement that writes it, so no read and no lock is needed (see ``as
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 
+from taskjobs.lifecycle import Event
 from taskjobs.model import STAGES_PER_ATTEMPT
 from taskjobs.store import dialects
 from taskjobs.store.tables import jobs, transitions
@@ -62,6 +63,13 @@ class Shape:
         return names
 
 
+def _inline(number: int) -> Any:
+    """A constant written into a statement's text, not bound: PyMySQL turns a statement run
+    for many rows into one multi-row INSERT, which it cannot do with placeholders after its
+    VALUES."""
+    return sa.literal_column(str(int(number)), sa.Integer)
+
+
 def assignments(shape: Shape, new: Callable[[str], Any]) -> list[tuple[str, Any]]:
     """The SET clause of a write of ``shape``, ``new(column)`` being the value it brings.
 
@@ -78,7 +86,7 @@ def assignments(shape: Shape, new: Callable[[str], Any]) -> list[tuple[str, Any]
         guard = sa.or_(current.seq.is_(None), current.seq < new("seq"))
         new_seq = new("seq")
         if shape.delivered:
-            known = sa.func.coalesce(current.delivery, 0)
+            known = sa.func.coalesce(current.delivery, _inline(0))
             guard = sa.or_(
                 current.seq.is_(None),
                 new("delivery") > known,
@@ -86,9 +94,11 @@ def assignments(shape: Shape, new: Callable[[str], Any]) -> list[tuple[str, Any]
             )
     elif shape.stage is not None:
         # The row's attempt, kept; its stage moved on to ``stage`` if that is later.
-        attempt_start = current.seq - current.seq % STAGES_PER_ATTEMPT
-        guard = sa.or_(current.seq.is_(None), current.seq % STAGES_PER_ATTEMPT < shape.stage)
-        new_seq = sa.case((current.seq.is_(None), new("seq")), else_=attempt_start + shape.stage)
+        stage = current.seq % _inline(STAGES_PER_ATTEMPT)
+        guard = sa.or_(current.seq.is_(None), stage < _inline(shape.stage))
+        new_seq = sa.case(
+            (current.seq.is_(None), new("seq")), else_=current.seq - stage + _inline(shape.stage)
+        )
 
     def guarded(column: str, value: Any, otherwise: Any = None) -> Any:
         if guard is None:
@@ -101,7 +111,7 @@ def assignments(shape: Shape, new: Callable[[str], Any]) -> list[tuple[str, Any]
     ]
     updates += [(column, _filled(current[column], new(column))) for column in shape.fill]
     if shape.appends:
-        appended = sa.func.coalesce(current.messages, "") + new("messages")
+        appended = sa.func.coalesce(current.messages, sa.literal_column("''")) + new("messages")
         updates.append(
             ("messages", guarded("messages", appended) if shape.guard_message else appended)
         )
@@ -132,40 +142,39 @@ class Writer:
             jobs, sa.and_(jobs.c.id == _bind("id"), jobs.c.updated_at == _UPDATED_AT)
         )
 
-    def write(
-        self,
-        connection: sa.Connection,
-        job_id: str,
-        values: Mapping[str, Any],
-        *,
-        fill: Mapping[str, Any] | None,
-        seq: int | None,
-        delivery: int | None,
-        stage: int | None,
-        message: str | None,
-        guard_message: bool,
-        existing_only: bool,
-    ) -> None:
-        """Insert or update one job, and log the transition if it applied (the arguments are
-        a ``lifecycle.Event``'s, as ``Store.apply`` passes them)."""
-        row: dict[str, Any] = {**(fill or {}), **values, "id": job_id}
-        if seq is not None or stage is not None:
-            row["seq"] = seq if seq is not None else stage
-        if seq is not None and delivery is not None:
-            row["delivery"] = delivery
-        if message is not None:
-            row["messages"] = message
-        shape = Shape(tuple(values), tuple(fill or ()), seq is not None,
-                      seq is not None and delivery is not None, stage, message is not None,
-                      guard_message, existing_only)  # fmt: skip
-        statement = self._statements.get(shape)
-        if statement is None:
-            statement = self._statements.setdefault(shape, self._statement(shape))
-        if existing_only:
-            row = {_NEW + name: value for name, value in row.items()}
-        connection.execute(statement, row)
+    def write(self, connection: sa.Connection, event: Event) -> None:
+        """Insert or update one job, and log the transition if it applied."""
+        self.write_all(connection, [event])
+
+    def write_all(self, connection: sa.Connection, events: Sequence[Event]) -> None:
+        """Write ``events``, each of a different job, as ``write`` would one by one: one
+        statement run for many rows per shape of write (psycopg sends them in one pipeline,
+        PyMySQL as one multi-row INSERT), in the order of job ids, the order in which
+        concurrent writers then take row locks."""
+        by_shape: dict[Shape, list[dict[str, Any]]] = {}
+        for event in sorted(events, key=lambda event: event.job_id):
+            shape, row = _row(event)
+            by_shape.setdefault(shape, []).append(row)
+        for shape, rows in by_shape.items():
+            statement = self._statements.get(shape)
+            if statement is None:
+                statement = self._statements.setdefault(shape, self._statement(shape))
+            connection.execute(statement, rows if len(rows) > 1 else rows[0])
         if not dialects.writable_cte(self.dialect):
-            connection.execute(self._history, {"id": job_id, "updated_at": values["updated_at"]})
+            self._log_history(connection, events)
+
+    def _log_history(self, connection: sa.Connection, events: Sequence[Event]) -> None:
+        """Where the write cannot log its own history row: copy the rows that carry each
+        event's time (those it applied to) into the history, in one statement."""
+        if len(events) == 1:
+            (event,) = events
+            connection.execute(self._history, {"id": event.job_id, "updated_at": _at(event)})
+            return
+        written = sa.tuple_(jobs.c.id, jobs.c.updated_at).in_(
+            [(event.job_id, _at(event)) for event in events]
+        )
+        ids = jobs.c.id.in_([event.job_id for event in events])  # the key's range, for MySQL
+        connection.execute(log_history(jobs, sa.and_(ids, written)))
 
     def _statement(self, shape: Shape) -> Any:
         """The statement of every write of one shape: an upsert (or an update), and where the
@@ -196,6 +205,32 @@ class Writer:
         updates = assignments(shape, lambda name: _bind(_NEW + name, name))
         # Assigned in order: MySQL's later assignments see the earlier ones (see assignments).
         return sa.update(jobs).where(jobs.c.id == _bind(_NEW + "id", "id")).ordered_values(*updates)
+
+
+def _at(event: Event) -> datetime:
+    """The ``updated_at`` that ``event``'s write sets."""
+    at: datetime = event.columns()["updated_at"]
+    return at
+
+
+def _row(event: Event) -> tuple[Shape, dict[str, Any]]:
+    """The shape of ``event``'s write and the values its statement binds."""
+    values, fill = event.columns(), event.fill_columns()
+    row: dict[str, Any] = {**fill, **values, "id": event.job_id}
+    seq, stage = event.seq, event.stage
+    if seq is not None or stage is not None:
+        row["seq"] = seq if seq is not None else stage
+    if seq is not None and event.delivery is not None:
+        row["delivery"] = event.delivery
+    if event.message is not None:
+        row["messages"] = event.message
+    shape = Shape(tuple(values), tuple(fill), seq is not None,
+                  seq is not None and event.delivery is not None, stage,
+                  event.message is not None, event.guard_message,
+                  event.existing_only)  # fmt: skip
+    if event.existing_only:
+        row = {_NEW + name: value for name, value in row.items()}
+    return shape, row
 
 
 def append_message(connection: sa.Connection, job_id: str, text: str, at: datetime) -> bool:

@@ -5,9 +5,8 @@ the write leaves nothing lost: the worker's receipt writes everything the publis
 
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -19,11 +18,13 @@ from celery.contrib.testing.worker import start_worker
 import taskjobs
 from taskjobs import lifecycle
 from taskjobs.api.job import deleteJob, findJob, getJob, getJobHistory, setJob
+from taskjobs.celery.recorder import Change
 from taskjobs.celery.tracker import Tracker
 from taskjobs.lifecycle import Lineage
 from taskjobs.store import Store
 from taskjobs.store.tables import jobs
 from tests.waiting import job_in
+from tests.writes import count_statements
 
 # Long enough that nothing is written by the timer during a test: only a read or a drain writes.
 HELD = 60
@@ -72,21 +73,22 @@ def test_a_publish_does_not_wait_for_the_database_and_a_read_here_sees_it(
 def test_a_group_is_published_in_one_transaction(
     store: Store, held: tuple[Celery, Any, Tracker], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A group's pending rows are queued while it publishes, then written together: one
+    transaction, and each statement in it run once for all of them."""
     _, task, tracker = held
-    batches = 0
-    batch = store.batch
+    transactions: list[int] = []
+    apply_all = store.apply_all
 
-    @contextlib.contextmanager
-    def counted() -> Iterator[None]:
-        nonlocal batches
-        batches += 1
-        with batch():
-            yield
+    def counted(changes: Sequence[Change]) -> None:
+        transactions.append(len(changes))
+        apply_all(changes)
 
-    monkeypatch.setattr(store, "batch", counted)
-    results = group(task.s(n) for n in range(50)).apply_async()
-    assert tracker.drain() == 0
-    assert batches == 1
+    monkeypatch.setattr(store, "apply_all", counted)
+    with count_statements(store) as statements:
+        results = group(task.s(n) for n in range(50)).apply_async()
+        assert tracker.drain() == 0
+    assert transactions == [50]
+    assert len(statements) == (1 if store.engine.dialect.name == "postgresql" else 2)
     assert all(getJob(result.id) is not None for result in results.results)
 
 

@@ -8,8 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -35,23 +34,7 @@ from taskjobs.model import (
 from taskjobs.store import JobQuery, Store, Transition, Worker, stats, store_for
 from taskjobs.store.schema import alembic_config, head_revision
 from taskjobs.store.tables import JOBS_TABLE, VERSION_TABLE, metadata, stat_log
-from tests.writes import transition
-
-
-@contextmanager
-def count_statements(store: Store) -> Iterator[list[str]]:
-    """Collect the SQL statements the store sends, transaction control left out."""
-    seen: list[str] = []
-
-    def record(_conn, _cursor, statement: str, *_args: object) -> None:  # type: ignore[no-untyped-def]
-        if statement.split()[0].upper() not in ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT"):
-            seen.append(statement)
-
-    sa.event.listen(store.engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        sa.event.remove(store.engine, "before_cursor_execute", record)
+from tests.writes import count_statements, transition
 
 
 def test_a_transition_is_one_upsert_and_its_history_row_with_no_read(store: Store) -> None:
