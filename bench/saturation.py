@@ -3,7 +3,7 @@ exact writes (each task's publish, receipt, start and success, as the Celery rec
 them) at one database, 1 to N at a time, in each write mode; the rate at which adding writers
 stops adding tasks is where the database saturates on this machine.
 
-    python bench/saturation.py [--writers 1,2,4,8] [--seconds 10] [--modes direct,batched]
+    python bench/saturation.py [--writers 1,2,4,8] [--seconds 10] [--modes direct,grouped,batched]
                                [--aggregates on,off]
 
 Besides tasks per second it measures the CPU time PostgreSQL's own processes spend per task
@@ -86,23 +86,34 @@ def task_events(job_id: str, worker: str) -> list[lifecycle.Event]:
     ]
 
 
-def writer(url: str, batched: bool, seconds: float, start: Any, done: Any, release: Any) -> None:
-    """Write whole task lifecycles for ``seconds``, directly or through a batched recorder;
-    then say so, and keep the connections (and so PostgreSQL's backends, whose CPU time is
-    counted) until released."""
+# Each write mode's recorder (None: each event applied directly, as ``direct`` does).
+MODES: dict[str, Mode | None] = {
+    "direct": None,
+    "grouped": Mode(batched=True, interval=0.05, ends_committed=True),
+    "batched": Mode(batched=True, interval=0.05),
+}
+
+
+def writer(url: str, mode: str, seconds: float, start: Any, done: Any, release: Any) -> None:
+    """Write whole task lifecycles for ``seconds``, directly or through a recorder in ``mode``
+    (in ``grouped`` mode each task's end waits for its commit, as a pool process's does); then
+    say so, and keep the connections (and so PostgreSQL's backends, whose CPU time is counted)
+    until released."""
     store = Store(url)
-    recorder = Recorder(store, Mode(batched=True, interval=0.05)) if batched else None
+    recorder_mode = MODES[mode]
+    recorder = Recorder(store, recorder_mode) if recorder_mode is not None else None
     worker = f"bench@{os.getpid()}"
     start.wait()
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        for event in task_events(str(uuid.uuid4()), worker):
+        events = task_events(str(uuid.uuid4()), worker)
+        for event in events:
             if recorder is None:
                 store.apply(event)
             else:
                 while len(recorder.buffer) > BACKLOG:
                     time.sleep(0.001)
-                recorder.submit(event)
+                recorder.submit(event, end=event is events[-1])
     if recorder is not None:
         recorder.drain(60)
     done.put(os.getpid())
@@ -137,9 +148,7 @@ def postgres_cpu_seconds() -> float:
     return total / TICKS
 
 
-def measure(
-    url: str, writers: int, batched: bool, seconds: float, aggregates: bool
-) -> dict[str, Any]:
+def measure(url: str, writers: int, mode: str, seconds: float, aggregates: bool) -> dict[str, Any]:
     store = Store(url)
     with store.engine.begin() as connection:
         for table in (jobs, stat_log, stats):
@@ -147,7 +156,7 @@ def measure(
     context = multiprocessing.get_context("fork")
     start, release, done = context.Event(), context.Event(), context.Queue()
     processes = [
-        context.Process(target=writer, args=(url, batched, seconds, start, done, release))
+        context.Process(target=writer, args=(url, mode, seconds, start, done, release))
         for _ in range(writers)
     ]
     if aggregates:
@@ -171,7 +180,7 @@ def measure(
     store.dispose()
     return {
         "writers": writers,
-        "mode": "batched" if batched else "direct",
+        "mode": mode,
         "aggregates": aggregates,
         "tasks": done,
         "seconds": elapsed,
@@ -184,10 +193,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--writers", default="1,2,4,8")
     parser.add_argument("--seconds", type=float, default=10)
-    parser.add_argument("--modes", default="direct,batched")
+    parser.add_argument("--modes", default="direct,grouped,batched")
     parser.add_argument("--aggregates", default="on", help="on, off, or on,off (A/B)")
     args = parser.parse_args()
     counts = [int(n) for n in args.writers.split(",")]
+    unknown = set(args.modes.split(",")) - set(MODES)
+    if unknown:
+        parser.error(f"unknown mode(s) {', '.join(sorted(unknown))}; known: {', '.join(MODES)}")
     variants = [part == "on" for part in args.aggregates.split(",")]
     results = []
     with (
@@ -206,7 +218,7 @@ def main() -> None:
             for count in counts:
                 for aggregates in variants:
                     url = with_url if aggregates else without_url
-                    result = measure(url, count, mode == "batched", args.seconds, aggregates)
+                    result = measure(url, count, mode, args.seconds, aggregates)
                     results.append(result)
                     state = "on " if aggregates else "off"
                     print(

@@ -77,7 +77,7 @@ class Variant:
     database: str | None = None  # sqlite, postgresql, mariadb: the scratch database it needs
     backend: str | None = None  # celery-db, redis: Celery's result backend
     taskjobs: bool = False
-    write_mode: str = "direct"  # taskjobs' write mode: direct or batched
+    write_mode: str = "direct"  # taskjobs' write mode: direct, grouped or batched
     publish_mode: str = "sync"  # taskjobs' publish mode: sync or async
 
     @property
@@ -130,6 +130,20 @@ VARIANTS = (
         publish_mode="async",
     ),
     Variant(
+        "taskjobs-postgresql-grouped",
+        "taskjobs on PostgreSQL, grouped write mode (a task's end committed before it returns)",
+        "postgresql",
+        taskjobs=True,
+        write_mode="grouped",
+    ),
+    Variant(
+        "taskjobs-sqlite-grouped",
+        "taskjobs on a SQLite file, grouped write mode",
+        "sqlite",
+        taskjobs=True,
+        write_mode="grouped",
+    ),
+    Variant(
         "taskjobs-sqlite-batched",
         "taskjobs on a SQLite file, batched write mode",
         "sqlite",
@@ -157,6 +171,10 @@ RATIOS = (
     ("taskjobs-mariadb-batched", "ceiling"),
     ("taskjobs-postgresql-batched", "celery-redis"),
     ("taskjobs-postgresql-batched", "celery-db-postgresql"),
+    ("taskjobs-postgresql-grouped", "ceiling"),
+    ("taskjobs-postgresql-grouped", "celery-db-postgresql"),
+    ("taskjobs-postgresql-grouped", "taskjobs-postgresql"),
+    ("taskjobs-sqlite-grouped", "celery-db-sqlite"),
     ("taskjobs-postgresql-async", "taskjobs-postgresql"),
     ("taskjobs-postgresql-async", "ceiling"),
     ("taskjobs-postgresql-async", "celery-db-postgresql"),

@@ -29,6 +29,8 @@ DEFAULT_MAX_RESULT = 65_536
 DEFAULT_MAX_MESSAGE = 32_768
 # What replaces a value taskjobs was told not to keep.
 REDACTED = "***"
+# How worker-side transitions are written (see ``write_mode``).
+WRITE_MODES = ("direct", "grouped", "batched")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,7 +54,9 @@ class Settings:
     keep_finished: float | None = None
     keep_error: float | None = None
     # "direct": each transition written as it happens; "batched": queued and written every
-    # ``batch_interval`` seconds in one transaction (faster; a killed process loses its queue).
+    # ``batch_interval`` seconds in one transaction (faster; a killed process loses its queue);
+    # "grouped": queued as in "batched", but a task's end is committed before the task returns
+    # (and so before an ``acks_late`` message is acknowledged), with what queued before it.
     write_mode: str = "direct"
     batch_interval: float = 0.05
     # "async" (the default): a publish outside a task queues its pending job for this
@@ -172,7 +176,7 @@ _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "max_message": _size,
     "keep_finished": _seconds,
     "keep_error": _seconds,
-    "write_mode": lambda key, value: _choice(key, value, ("direct", "batched")),
+    "write_mode": lambda key, value: _choice(key, value, WRITE_MODES),
     "batch_interval": _seconds,
     "publish_mode": lambda key, value: _choice(key, value, ("async", "sync")),
     "publish_interval": _seconds,

@@ -12,9 +12,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from celery import Celery
+import sqlalchemy as sa
+from celery import Celery, signals
+from sqlalchemy.pool import NullPool
 
 import taskjobs
+from taskjobs.store.engine import parse_url
+from taskjobs.store.tables import jobs, transitions
 
 
 def make_app(
@@ -86,6 +90,37 @@ def wait_for_file(path: str, timeout: float = 60) -> str:
 def wait_for_file_acks_late(path: str, timeout: float = 60) -> str:
     """The same, acknowledged only once done: a worker's death gives the message back."""
     return _wait_for_file(path, timeout)
+
+
+@app.task(acks_late=True)
+def stored_when_done(path: str) -> str:
+    """Returns; then ``_write_stored_status`` notes how the database had its job right after."""
+    return "done"
+
+
+@signals.task_postrun.connect
+def _write_stored_status(sender: Any = None, task_id: str | None = None, args: Any = None,
+                         **_: Any) -> None:  # fmt: skip
+    """After ``stored_when_done`` (task_postrun comes after taskjobs recorded the task's end,
+    and before the worker acknowledges an ``acks_late`` message), write to the file it names
+    the status and history of its job as a connection of its own reads them from the database:
+    what is committed at that moment."""
+    if getattr(sender, "name", None) != stored_when_done.name or not args:
+        return
+    engine = sa.create_engine(parse_url(os.environ["TASKJOBS_DATABASE_URL"]), poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            status = connection.execute(
+                sa.select(jobs.c.status).where(jobs.c.id == task_id)
+            ).scalar()
+            history = connection.execute(
+                sa.select(transitions.c.celery_state)
+                .where(transitions.c.job_id == task_id)
+                .order_by(transitions.c.id)
+            ).scalars()
+            Path(args[0]).write_text(json.dumps({"status": status, "history": list(history)}))
+    finally:
+        engine.dispose()
 
 
 @app.task(bind=True)

@@ -167,7 +167,8 @@ def on_success(
                 delivery=delivery(request),
                 at=utcnow(),
                 existing_only=existing_only,
-            )
+            ),
+            end=True,
         )
 
 
@@ -207,7 +208,10 @@ def on_failure(
                 delivery=delivery(request) if own else None,
                 existing_only=existing_only,
                 at=utcnow(),
-            )
+            ),
+            # Ended in the task's own process; the worker's main loop (a lost worker, a hard
+            # time limit) never waits for the database.
+            end=own,
         )
         if own:
             failed = f"{getattr(sender, 'name', None)} {task_id}"

@@ -40,6 +40,9 @@ DRAIN_TIMEOUT = 5.0
 BATCH_SIZE = 500
 # Seconds a write waits in batched mode before its batch is written.
 DEFAULT_BATCH_INTERVAL = 0.05
+# Seconds a task's end waits for its commit in the "grouped" mode before the task goes on
+# anyway (its end stays queued): a slow store delays tasks by at most this.
+END_COMMIT_TIMEOUT = 5.0
 
 
 # What a recorder writes: a lifecycle event, or a note added to a job's messages.
@@ -48,10 +51,12 @@ Change: TypeAlias = Event | Note
 
 @dataclasses.dataclass(frozen=True)
 class Mode:
-    """How a recorder writes: directly, or in batches every ``interval`` seconds."""
+    """How a recorder writes: directly, or in batches every ``interval`` seconds; in batches,
+    with ``ends_committed``, a task's end is committed before the task returns."""
 
     batched: bool = False
     interval: float = DEFAULT_BATCH_INTERVAL
+    ends_committed: bool = False
 
 
 class ChangeStore(Protocol):
@@ -77,8 +82,13 @@ class Recorder:
     def _reset(self) -> None:
         self.buffer: collections.deque[Change] = collections.deque()
         self.lock = threading.Lock()
-        # Notified (under ``lock``) whenever the writer has emptied the queue.
+        # Notified (under ``lock``) whenever the writer has taken writes off the queue.
         self.emptied = threading.Condition(self.lock)
+        # Writes ever queued, and how many of them are written or dropped: a write queued as
+        # the n-th is done once ``done`` reaches n (the queue is written in order).
+        self.queued = self.done = 0
+        # Whether the writer is waiting for an unreachable store.
+        self.outage = False
         self.kick = threading.Event()
         self.flusher: threading.Thread | None = None
         self.dropped = 0
@@ -87,14 +97,18 @@ class Recorder:
         """A forked child starts empty: what the parent buffered, the parent writes."""
         self._reset()
 
-    def submit(self, *changes: Change) -> None:
+    def submit(self, *changes: Change, end: bool = False) -> None:
         """Apply ``changes`` now, in one transaction, or queue them in order (batched mode, or
-        the store is unreachable)."""
+        the store is unreachable). A task's ``end``, in a mode that commits ends, returns once
+        it is committed (at most ``END_COMMIT_TIMEOUT`` seconds; at once during an outage)."""
         with self.lock:
             if self.mode.batched or self.buffer:  # direct mode: a buffer means the store is down
                 for change in changes:
                     self._enqueue(change)
-                if len(self.buffer) >= BATCH_SIZE:
+                ticket = self.queued
+                if end and self.mode.ends_committed and not self.outage:
+                    self._wait_done(ticket, END_COMMIT_TIMEOUT)
+                elif len(self.buffer) >= BATCH_SIZE:
                     self.kick.set()
                 return
         try:
@@ -121,12 +135,14 @@ class Recorder:
         if len(self.buffer) >= self.capacity:
             lost = self.buffer.popleft()
             self.dropped += 1
+            self.done += 1
             logger.error(
                 "taskjobs: tracking buffer full (%d writes): dropped %s; "
                 "%d write(s) dropped since this process started",
                 self.capacity, lost, self.dropped,
             )  # fmt: skip
         self.buffer.append(change)
+        self.queued += 1
         if self.flusher is None or not self.flusher.is_alive():
             self.flusher = threading.Thread(target=self._flush, name="taskjobs-writer", daemon=True)
             # A writer never waits for queued writes to settle (it is the one writing them).
@@ -137,7 +153,7 @@ class Recorder:
         """Write the queue out, a batch per transaction, until it is empty (direct mode) or for
         the life of the process (batched mode); wait and retry while the store is down."""
         delay = FIRST_RETRY
-        outage = not self.mode.batched  # in direct mode, a queue exists only during an outage
+        self.outage = not self.mode.batched  # direct mode: a queue exists only in an outage
         written = 0
         while True:
             if self.mode.batched:
@@ -152,10 +168,10 @@ class Recorder:
             try:
                 self._perform(chunk)
             except StoreError as exc:  # only errors worth retrying get here
-                if not outage:
+                if not self.outage:
                     written = 0
                     logger.warning("taskjobs: job store unreachable (%s); will retry", exc)
-                outage = True
+                self.outage = True
                 # A flush asked for meanwhile makes one retry at once; used up, it must not
                 # turn the backoff into a busy loop for the rest of the outage.
                 self.kick.wait(delay)
@@ -166,15 +182,15 @@ class Recorder:
                 for change in chunk:
                     if self.buffer and self.buffer[0] is change:
                         self.buffer.popleft()
+                        self.done += 1
                 empty = not self.buffer
-                if empty:
-                    self.emptied.notify_all()
+                self.emptied.notify_all()
             written += len(chunk)
-            if outage and empty:
+            if self.outage and empty:
                 logger.warning(
                     "taskjobs: job store reachable again; %d buffered write(s) written", written
                 )
-                outage = False
+                self.outage = False
             delay = FIRST_RETRY
 
     def _perform(self, chunk: list[Change]) -> None:
@@ -197,6 +213,19 @@ class Recorder:
                 logger.error("taskjobs: dropped %s: %s", change, exc)
             except Exception:
                 logger.exception("taskjobs: dropped %s", change)
+
+    def _wait_done(self, ticket: int, timeout: float) -> None:
+        """Have the writer write out the queue up to the ``ticket``-th write, waiting at most
+        ``timeout`` seconds (lock held). The writer itself never waits for itself."""
+        if threading.current_thread() is self.flusher:
+            return
+        deadline = time.monotonic() + timeout
+        while self.done < ticket and not self.outage:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self.kick.set()
+            self.emptied.wait(min(left, 0.1))
 
     def flush(self, timeout: float) -> int:
         """Have the writer write out what is queued now, waiting at most ``timeout`` seconds;

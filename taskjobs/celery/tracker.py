@@ -51,7 +51,9 @@ class Tracker:
         own = store_for(settings.database_url) if settings.database_url else None
         self._own_store, self._settings = own, settings
         self._mode = Mode(
-            batched=settings.write_mode == "batched", interval=settings.batch_interval
+            batched=settings.write_mode != "direct",
+            interval=settings.batch_interval,
+            ends_committed=settings.write_mode == "grouped",
         )
 
     @property
@@ -92,10 +94,11 @@ class Tracker:
                     self._publishers[id(store)] = found
         return found
 
-    def record(self, *changes: Change) -> None:
+    def record(self, *changes: Change, end: bool = False) -> None:
         """Apply ``changes`` to this app's store, in one transaction, now or from the
-        recorder's queue."""
-        self.recorder().submit(*changes)
+        recorder's queue; a task's ``end`` is committed before this returns where the write
+        mode says so."""
+        self.recorder().submit(*changes, end=end)
 
     def record_publish(self, change: Change) -> None:
         """Queue what a publish did for this process's writer of publishes (the "async"

@@ -44,6 +44,31 @@ def agrees_with_celery(stack: Stack, job: dict[str, Any]) -> None:
     assert job["celery_state"] == state
 
 
+@pytest.fixture(scope="module")
+def grouped_queue(stack: Stack) -> str:
+    """A queue served by a worker of the stack in grouped write mode whose batches wait a
+    minute: only a task's end makes its process write before then."""
+    queue = f"{stack.queue}-grouped"
+    conf = '{"taskjobs_write_mode": "grouped", "taskjobs_batch_interval": 60}'
+    stack.start_worker(queue=queue, env={"TJ_EXTRA_CONF": conf})
+    return queue
+
+
+def test_in_grouped_mode_a_tasks_end_is_committed_before_the_task_returns(
+    stack: Stack, grouped_queue: str, tmp_path: Path
+) -> None:
+    """What the pool process has committed when the task has returned, before the worker
+    acknowledges its ``acks_late`` message: its end, and its start with it (queued, not yet
+    due). The worker's receipt, written by the main process in its own batch, comes later
+    (here, a minute later)."""
+    path = tmp_path / "stored.json"
+    result = send(stack, "stored_when_done", str(path), queue=grouped_queue)
+    assert result.get(timeout=30) == "done"
+    stored = json.loads(wait_for(lambda: path.exists() and path.read_text(), what=str(path)))
+    # The publisher's pending row lands in its own time: before the start, or after it.
+    assert stored["status"] == "finished" and stored["history"][-2:] == ["STARTED", "SUCCESS"]
+
+
 def test_success(stack: Stack) -> None:
     result = send(stack, "add", 2, 3)
     assert result.get(timeout=30) == 5

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 TASKS = 2000
 # (broker, store, pool of the second worker (the first is prefork -c 2), write mode)
 SETUPS = [
-    ("redis", "postgresql", "threads", "direct"),
+    ("redis", "postgresql", "threads", "grouped"),
     ("rabbitmq", "postgresql", "solo", "direct"),
     ("redis", "mariadb", "threads", "batched"),
 ]
@@ -55,7 +55,11 @@ def test_two_thousand_tasks_end_final_on_two_workers(two_workers: Stack) -> None
 
 
 REPLACEMENTS = ("task", "chain", "group", "chord", "chain_with_group", "failing_group", "nested")
-CANVAS_SETUPS = [("redis", "postgresql", "direct"), ("rabbitmq", "mariadb", "batched")]
+CANVAS_SETUPS = [
+    ("redis", "postgresql", "direct"),
+    ("redis", "postgresql", "grouped"),
+    ("rabbitmq", "mariadb", "batched"),
+]
 
 
 @pytest.fixture(params=CANVAS_SETUPS, ids=["-".join(s) for s in CANVAS_SETUPS])

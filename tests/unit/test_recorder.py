@@ -468,3 +468,44 @@ def test_a_flush_asked_during_an_outage_retries_once_then_backs_off_again(
     assert store.refused < 10
     store.down.clear()
     assert recorder.drain(timeout=10) == 0 and store.written == ["a"]
+
+
+GROUPED = Mode(batched=True, interval=60.0, ends_committed=True)
+
+
+def test_in_grouped_mode_an_end_returns_once_it_and_what_queued_before_it_are_written() -> None:
+    store = FlakyStore()
+    recorder = Recorder(store, GROUPED)
+    recorder.submit(note("start"))
+    assert store.written == [], "queued for the batch, a minute away"
+    recorder.submit(note("end"), end=True)
+    assert store.written == ["start", "end"]
+    recorder.submit(note("later"))
+    assert store.written == ["start", "end"]
+    assert recorder.drain(timeout=10) == 0
+
+
+def test_in_batched_mode_an_end_waits_for_its_batch_like_any_write() -> None:
+    store = FlakyStore()
+    recorder = Recorder(store, Mode(batched=True, interval=60.0))
+    recorder.submit(note("end"), end=True)
+    assert store.written == []
+    assert recorder.drain(timeout=10) == 0
+
+
+def test_in_grouped_mode_an_end_does_not_wait_through_an_outage(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """While the store is known to be down, a task's end queues and the task goes on."""
+    monkeypatch.setattr(recording, "FIRST_RETRY", 30.0)  # the writer retries when kicked
+    store = FlakyStore()
+    recorder = Recorder(store, GROUPED)
+    store.down.set()
+    recorder.submit(note("first"), end=True)  # meets the outage: waits for the failed attempt
+    assert recorder.outage and store.written == []
+    attempts = store.refused
+    recorder.submit(note("second"), end=True)
+    assert store.refused == attempts, "no new attempt was waited for"
+    store.down.clear()
+    assert recorder.drain(timeout=10) == 0
+    assert store.written == ["first", "second"]
