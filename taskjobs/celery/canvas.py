@@ -56,10 +56,10 @@ def note_replacement(
 
 def settle_replaced(running: Task, timeout: float) -> None:
     """Before a replacement's first message leaves, write out what this process queued for
-    the task it replaces (its start, in batched mode): the replacement's tasks end that task's
-    job only if it exists, and they run in other processes, whose writes this one's do not
-    wait for. A store that does not answer within ``timeout`` seconds holds the replacement up
-    no longer."""
+    the task it replaces (its start, in grouped and batched mode): the replacement's tasks end
+    that task's job only if it exists, and they run in other processes, whose writes this
+    one's do not wait for. A store that does not answer within ``timeout`` seconds holds the
+    replacement up no longer."""
     with never_raising("the writes before a replacement", running.request.id):
         tracked = registry.tracking(running, nesting(running.request))
         if tracked is not None:
