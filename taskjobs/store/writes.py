@@ -209,7 +209,7 @@ class Writer:
 
 def _at(event: Event) -> datetime:
     """The ``updated_at`` that ``event``'s write sets."""
-    at: datetime = event.columns()["updated_at"]
+    at: datetime = event.values.get("updated_at", event.at)  # as ``Event.columns`` sets it
     return at
 
 
