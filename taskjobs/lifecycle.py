@@ -57,6 +57,12 @@ class Event:
     know its attempt) only if the row's current attempt is at an earlier stage; with neither,
     always. ``message`` is appended to the job's messages, only when the values apply if
     ``guard_message``. With ``existing_only`` the event never creates a job.
+
+    History: an event that applies adds the job's new state to its history. One that does not
+    adds nothing, unless it is ``logged_late``: a step that happened whatever came after it (a
+    publish, a receipt, a start), written late because it was queued. Its own state is then
+    logged at its own time, once (not if the history already holds that state at that time).
+    An end is never logged late: Celery reports some ends twice.
     """
 
     job_id: str
@@ -72,6 +78,7 @@ class Event:
     message: str | None = None
     guard_message: bool = True
     existing_only: bool = False
+    logged_late: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "job_id", check_job_id(self.job_id))
@@ -162,6 +169,7 @@ def published(
         seq=order_key(retries, STAGE_PUBLISHED),
         delivery=delivery,
         existing_only=existing_only,
+        logged_late=True,
     )
 
 
@@ -195,6 +203,7 @@ def received(
         seq=order_key(retries, STAGE_RECEIVED_AGAIN if redelivered else STAGE_RECEIVED),
         delivery=delivery,
         existing_only=existing_only,
+        logged_late=True,
     )
 
 
@@ -231,6 +240,7 @@ def started(
         seq=order_key(retries, STAGE_RUNNING_AGAIN if redelivered else STAGE_RUNNING),
         delivery=delivery,
         existing_only=existing_only,
+        logged_late=True,
     )
 
 

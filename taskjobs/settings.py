@@ -53,11 +53,12 @@ class Settings:
     # Seconds finished and error jobs are kept before workers delete them; None keeps them.
     keep_finished: float | None = None
     keep_error: float | None = None
-    # "direct": each transition written as it happens; "batched": queued and written every
-    # ``batch_interval`` seconds in one transaction (faster; a killed process loses its queue);
-    # "grouped": queued as in "batched", but a task's end is committed before the task returns
-    # (and so before an ``acks_late`` message is acknowledged), with what queued before it.
-    write_mode: str = "direct"
+    # "grouped" (the default): transitions queue and are written every ``batch_interval``
+    # seconds in one transaction, but a task's end is committed before the task returns (and
+    # so before an ``acks_late`` message is acknowledged), with what queued before it;
+    # "direct": each transition written as it happens; "batched": every transition queued,
+    # ends too (fastest; a killed process loses its queue).
+    write_mode: str = "grouped"
     batch_interval: float = 0.05
     # "async" (the default): a publish outside a task queues its pending job for this
     # process's writer, which commits what has queued every few milliseconds, and the caller

@@ -27,7 +27,7 @@ from taskjobs.celery.message import (
 )
 from taskjobs.celery.payload import request_text
 from taskjobs.celery.tracker import Tracker, never_raising
-from taskjobs.model import check_datetime, delivery_stamp, utcnow
+from taskjobs.model import check_datetime, delivery_stamp, stamp_time, utcnow
 
 # Seconds a replacement's publish waits for the replaced task's queued writes (see
 # ``canvas.settle_replaced``).
@@ -90,7 +90,9 @@ def on_before_publish(
             retries=whole(headers.get("retries")),
             eta=check_datetime("eta", headers.get("eta")),
             delivery=stamp,
-            at=utcnow(),
+            # The stamp's own time: a worker that writes this publish from its receipt (below)
+            # writes the same, and the job's history holds it once.
+            at=stamp_time(stamp),
             existing_only=existing_only,
         )
         # A publish from inside a task (a retry, a replacement, a workflow's next step) is
@@ -99,8 +101,8 @@ def on_before_publish(
         queued = running is None and tracker.settings.publish_mode == "async"
         if queued:
             headers[QUEUED_HEADER] = 1
-        _published.job = (event.job_id, sender, tracker, queued)
-        (tracker.record_publish if queued else tracker.record)(event)
+        _published.job = (event.job_id, sender, tracker, queued, running is None)
+        _record(tracker, event, queued=queued, commit=running is None)
         if replaced is not None:
             canvas.settle_replaced(replaced, REPLACEMENT_SETTLE_TIMEOUT)
 
@@ -123,7 +125,9 @@ def watching_publish(app: Celery) -> Iterator[None]:
         with registry.publishing(app):
             yield
     except Exception as exc:
-        published: tuple[str, str | None, Tracker, bool] | None = getattr(_published, "job", None)
+        published: tuple[str, str | None, Tracker, bool, bool] | None = getattr(
+            _published, "job", None
+        )
         if published is not None:
             _record_publish_failure(*published, exc)
         raise
@@ -132,12 +136,22 @@ def watching_publish(app: Celery) -> Iterator[None]:
 
 
 def _record_publish_failure(
-    task_id: str, name: str | None, tracker: Tracker, queued: bool, exc: BaseException
-) -> None:
+    task_id: str, name: str | None, tracker: Tracker, queued: bool, commit: bool,
+    exc: BaseException,
+) -> None:  # fmt: skip
     with never_raising("publish failure", task_id):
         # The same way as the publish itself: the failure never overtakes the pending job.
-        (tracker.record_publish if queued else tracker.record)(
-            lifecycle.publish_failed(
-                task_id, name=name, error=repr(exc), exc_type=type(exc).__name__, at=utcnow()
-            )
+        failure = lifecycle.publish_failed(
+            task_id, name=name, error=repr(exc), exc_type=type(exc).__name__, at=utcnow()
         )
+        _record(tracker, failure, queued=queued, commit=commit)
+
+
+def _record(tracker: Tracker, event: lifecycle.Event, *, queued: bool, commit: bool) -> None:
+    """Record what a publish did: queued for this process's writer of publishes (the "async"
+    mode), else as the app's other events are, committed before the publish returns when it
+    is made outside a task (the "sync" mode, in every write mode)."""
+    if queued:
+        tracker.record_publish(event)
+    else:
+        tracker.record(event, commit=commit)

@@ -239,7 +239,8 @@ def on_retry(
                 delivery=delivery(request),
                 at=utcnow(),
                 existing_only=existing_only,
-            )
+            ),
+            end=True,  # the end of this attempt, in its own process
         )
 
 

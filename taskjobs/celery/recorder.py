@@ -1,14 +1,15 @@
 """The recorder: tracking writes that outlive a store outage, and optional batching.
 
-Direct mode (the default): tracking writes go straight to the store while it answers; while it
-does not, they queue in a bounded in-memory buffer that a background thread writes out, in
-order, once the store is back. A task, a publish or the worker's main loop never waits for a
-database that is down for longer than one connection attempt.
+Direct mode: tracking writes go straight to the store while it answers; while it does not,
+they queue in a bounded in-memory buffer that a background thread writes out, in order, once
+the store is back. A task, a publish or the worker's main loop never waits for a database that
+is down for longer than one connection attempt.
 
 Batched mode: every write queues, and the background thread writes what has queued every few
 milliseconds (or as soon as a batch is full) in one transaction, with the same statements, each
 run for many rows at once, and so the same ordering guarantees. Faster, at a price: what is
-queued when a process is killed is lost (a clean stop writes it out first).
+queued when a process is killed is lost (a clean stop writes it out first). Grouped mode (the
+default) is batched mode in which a task's end waits for its commit (``Mode.ends_committed``).
 """
 
 from __future__ import annotations
@@ -97,16 +98,17 @@ class Recorder:
         """A forked child starts empty: what the parent buffered, the parent writes."""
         self._reset()
 
-    def submit(self, *changes: Change, end: bool = False) -> None:
+    def submit(self, *changes: Change, end: bool = False, commit: bool = False) -> None:
         """Apply ``changes`` now, in one transaction, or queue them in order (batched mode, or
-        the store is unreachable). A task's ``end``, in a mode that commits ends, returns once
-        it is committed (at most ``END_COMMIT_TIMEOUT`` seconds; at once during an outage)."""
+        the store is unreachable). A task's ``end`` in a mode that commits ends, and changes
+        to ``commit`` in any mode (a publish in the "sync" mode), return once committed (at
+        most ``END_COMMIT_TIMEOUT`` seconds; at once during an outage)."""
         with self.lock:
             if self.mode.batched or self.buffer:  # direct mode: a buffer means the store is down
                 for change in changes:
                     self._enqueue(change)
                 ticket = self.queued
-                if end and self.mode.ends_committed and not self.outage:
+                if (commit or (end and self.mode.ends_committed)) and not self.outage:
                     self._wait_done(ticket, END_COMMIT_TIMEOUT)
                 elif len(self.buffer) >= BATCH_SIZE:
                     self.kick.set()
@@ -229,15 +231,17 @@ class Recorder:
 
     def flush(self, timeout: float) -> int:
         """Have the writer write out what is queued now, waiting at most ``timeout`` seconds;
-        returns how many writes are still queued. The writer itself never waits for itself."""
+        returns how many of those writes are still queued. Writes queued meanwhile (a busy
+        process queues all the time) are not waited for. The writer never waits for itself."""
         if threading.current_thread() is self.flusher:
             return len(self.buffer)
         deadline = time.monotonic() + timeout
         with self.lock:
-            while self.buffer and time.monotonic() < deadline:
+            ticket = self.queued
+            while self.done < ticket and time.monotonic() < deadline:
                 self.kick.set()
                 self.emptied.wait(min(deadline - time.monotonic(), 0.1))
-            return len(self.buffer)
+            return max(ticket - self.done, 0)
 
     def drain(self, timeout: float = DRAIN_TIMEOUT) -> int:
         """Write out what is queued, for at most ``timeout`` seconds; returns how many writes

@@ -68,13 +68,19 @@ class Tracker:
         return self._mode
 
     def recorder(self) -> Recorder:
-        """The recorder of this app for its store now."""
+        """The recorder of this app for its store now. One that queues (the "grouped" and
+        "batched" modes) is waited for by the store's readers and writers in this process, as
+        the writer of publishes is: a task that reads its own job finds it started."""
         store, mode = self.store, self.mode
         key = (id(store), mode)
         found = self._recorders.get(key)
         if found is None:
             with self._lock:
-                found = self._recorders.setdefault(key, Recorder(store, mode))
+                found = self._recorders.get(key)
+                if found is None:
+                    found = self._recorders[key] = Recorder(store, mode)
+                    if mode.batched:
+                        store.expect(found)
         return found
 
     def publisher(self) -> Recorder:
@@ -94,11 +100,11 @@ class Tracker:
                     self._publishers[id(store)] = found
         return found
 
-    def record(self, *changes: Change, end: bool = False) -> None:
+    def record(self, *changes: Change, end: bool = False, commit: bool = False) -> None:
         """Apply ``changes`` to this app's store, in one transaction, now or from the
         recorder's queue; a task's ``end`` is committed before this returns where the write
-        mode says so."""
-        self.recorder().submit(*changes, end=end)
+        mode says so, and changes to ``commit`` in every mode."""
+        self.recorder().submit(*changes, end=end, commit=commit)
 
     def record_publish(self, change: Change) -> None:
         """Queue what a publish did for this process's writer of publishes (the "async"

@@ -80,6 +80,11 @@ def create_engine(url: URL) -> Engine:
         if is_mysql(backend):
             connect_args.setdefault("charset", "utf8mb4")
             options["pool_recycle"] = POOL_RECYCLE
+            # As PostgreSQL's default: a write's guard is inside its statement, and a history
+            # insert's read (INSERT ... SELECT) then takes no shared gap locks, which
+            # concurrent history inserts deadlock on under REPEATABLE READ. Reads that need
+            # one snapshot ask for it (``snapshot``).
+            options["isolation_level"] = "READ COMMITTED"
     try:
         engine = sa.create_engine(url, connect_args=connect_args, **options)
     except ModuleNotFoundError as exc:
@@ -123,7 +128,10 @@ def make_fork_safe() -> None:
 
     Runs by itself after every ``os.fork()``; call it in a child made some other way.
     """
-    # No lock here: a lock held by another thread at fork time would never be released.
+    global _engines_lock
+    # No lock here: a lock held by another thread at fork time would never be released. The
+    # child's copy of the lock, for the same reason, is replaced.
+    _engines_lock = threading.Lock()
     for engine in list(_engines):
         engine.dispose(close=False)
 

@@ -147,12 +147,13 @@ def child_ids(connection: sa.Connection, parent_ids: Collection[str]) -> dict[st
 
 
 def history(connection: sa.Connection, job_id: str) -> list[Transition]:
-    """Every transition of one job, oldest first."""
+    """Every transition of one job, oldest first: by the time of its event (a publish or a
+    receipt written late, after the task's start, still comes before it), then as written."""
     t = transitions.c
     query = (
         sa.select(t.status, t.celery_state, t.worker, t.retries, t.at)
         .where(t.job_id == job_id)
-        .order_by(t.id)
+        .order_by(t.at, t.id)
     )
     return [Transition(**row) for row in connection.execute(query).mappings()]
 

@@ -9,7 +9,7 @@ import logging
 import threading
 import weakref
 from collections.abc import Collection, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -21,6 +21,7 @@ from taskjobs.lifecycle import Event, Note
 from taskjobs.model import Job
 from taskjobs.store import aggregates, deletes, dialects, reads, schema, stats, workers, writes
 from taskjobs.store.engine import WRITE_OPTION, create_engine, parse_url, safe_url
+from taskjobs.store.forkgate import GATE
 from taskjobs.store.records import JobQuery, Transition, Worker
 
 if TYPE_CHECKING:
@@ -31,7 +32,7 @@ logger = logging.getLogger("taskjobs")
 
 # A read that met this many changes no fold had moved folds them after it.
 FOLD_ON_READ = 2_000
-# Seconds a read waits for this process's queued publishes before it goes on without them.
+# Seconds a read waits for this process's queued writes before it goes on without them.
 SETTLE_TIMEOUT = 2.0
 
 
@@ -48,6 +49,7 @@ class Store:
         self.url = parse_url(url)
         self.engine = create_engine(self.url)
         self._writer = writes.Writer(self.engine.dialect.name)
+        self._sqlite = self.engine.dialect.name == "sqlite"
         self._schema_ready = False
         self._schema_lock = threading.Lock()
         # The connection of the batch this thread is in, if any (see ``batch``).
@@ -60,8 +62,8 @@ class Store:
 
     def expect(self, queued: QueuedWrites) -> None:
         """Make reads and writes of this store first wait (briefly) for ``queued``: this
-        process's queued publishes, which its own readers must see, and which must not be
-        overtaken by a write this process makes after them."""
+        process's queued publishes and transitions, which its own readers must see, and which
+        must not be overtaken by a write this process makes after them."""
         self._expected.add(queued)
 
     def settle(self) -> None:
@@ -391,7 +393,7 @@ class Store:
                 yield batched
             return
         if not write:
-            self.settle()  # readers see what this process has published
+            self.settle()  # readers see what this process has queued
         with self._errors("write jobs" if write else "read jobs"):
             self._ensure_schema()
             connection = self.engine.connect()
@@ -399,7 +401,9 @@ class Store:
                 connection = connection.execution_options(**{WRITE_OPTION: True})
             if snapshot and dialects.snapshot_isolation(connection.dialect.name):
                 connection = connection.execution_options(isolation_level="REPEATABLE READ")
-            with connection, connection.begin():
+            # A fork waits for a SQLite transaction to end (see ``forkgate``).
+            gate = GATE.transaction() if self._sqlite else nullcontext()
+            with gate, connection, connection.begin():
                 yield connection
 
     @contextmanager

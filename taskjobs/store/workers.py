@@ -121,12 +121,16 @@ def queued_jobs(
     connection: sa.Connection, *, created_before: datetime, queues: Iterable[str] | None
 ) -> dict[str, list[str]]:
     """The ids of the pending jobs no worker received, created before ``created_before``,
-    by queue (of ``queues``, or every queue)."""
-    query = sa.select(jobs.c.queue, jobs.c.id).where(
-        jobs.c.status == PENDING,
-        jobs.c.received_at.is_(None),
-        jobs.c.queue.is_not(None),
-        jobs.c.created_at < created_before,
+    by queue (of ``queues``, or every queue), in the order of ids."""
+    query = (
+        sa.select(jobs.c.queue, jobs.c.id)
+        .where(
+            jobs.c.status == PENDING,
+            jobs.c.received_at.is_(None),
+            jobs.c.queue.is_not(None),
+            jobs.c.created_at < created_before,
+        )
+        .order_by(jobs.c.id)
     )
     if queues is not None:
         query = query.where(jobs.c.queue.in_(list(queues)))

@@ -49,6 +49,7 @@ class Shape:
     appends: bool
     guard_message: bool
     existing_only: bool
+    logged_late: bool
 
     @property
     def names(self) -> list[str]:
@@ -125,10 +126,32 @@ def assignments(shape: Shape, new: Callable[[str], Any]) -> list[tuple[str, Any]
 def log_history(source: Any, applied: Any) -> Any:
     """Copy into the history the state of the ``source`` rows (jobs, or the rows a write
     returned) that match ``applied``."""
-    return sa.insert(transitions).from_select(
-        list(_TRANSITION_COLUMNS),
-        sa.select(*(source.c[name] for name in HISTORY_COLUMNS)).where(applied),
+    return sa.insert(transitions).from_select(list(_TRANSITION_COLUMNS), _logged(source, applied))
+
+
+def _logged(source: Any, applied: Any) -> Any:
+    """The history rows of the ``source`` rows that match ``applied``: their state, unless the
+    history holds it already (the same write applied again: a commit whose answer was lost, or
+    one event written by two processes)."""
+    row = source.c
+    return sa.select(*(row[name] for name in HISTORY_COLUMNS)).where(
+        applied, _unlogged(row.id, row.celery_state, row.updated_at)
     )
+
+
+def _late(source: Any, state: dict[str, Any], at: Any) -> Any:
+    """The history row of a ``logged_late`` event that did not apply: for the ``source`` row
+    (jobs, or the row its write returned) if its time is not the event's ``at``, the event's
+    own ``state`` at ``at``, unless the history holds it already."""
+    return sa.select(
+        source.c.id, state["status"], state["celery_state"], state["worker"], state["retries"], at
+    ).where(source.c.updated_at != at, _unlogged(source.c.id, state["celery_state"], at))
+
+
+def _unlogged(job_id: Any, celery_state: Any, at: Any) -> Any:
+    """Whether the history of job ``job_id`` lacks ``celery_state`` at ``at``."""
+    t = transitions.c
+    return ~sa.exists().where(t.job_id == job_id, t.celery_state == celery_state, t.at == at)
 
 
 class Writer:
@@ -137,9 +160,15 @@ class Writer:
     def __init__(self, dialect: str) -> None:
         self.dialect = dialect
         self._statements: dict[Shape, Any] = {}
-        # Where one statement cannot do both, the history insert that follows each write.
+        # Where one statement cannot do both, the history insert that follows each write, and
+        # the one that follows each ``logged_late`` write (see ``_late``).
         self._history = log_history(
             jobs, sa.and_(jobs.c.id == _bind("id"), jobs.c.updated_at == _UPDATED_AT)
+        )
+        late = {name: _bind(name) for name in ("status", "celery_state", "worker", "retries")}
+        self._late_history = sa.insert(transitions).from_select(
+            list(_TRANSITION_COLUMNS),
+            _late(jobs, late, _UPDATED_AT).where(jobs.c.id == _bind("id")),
         )
 
     def write(self, connection: sa.Connection, event: Event) -> None:
@@ -160,21 +189,27 @@ class Writer:
             if statement is None:
                 statement = self._statements.setdefault(shape, self._statement(shape))
             connection.execute(statement, rows if len(rows) > 1 else rows[0])
-        if not dialects.writable_cte(self.dialect):
-            self._log_history(connection, events)
+        if not dialects.writable_cte(self.dialect) and self._log_history(connection, events):
+            late = [_late_row(event) for event in events if event.logged_late]
+            if late:
+                connection.execute(self._late_history, late if len(late) > 1 else late[0])
 
-    def _log_history(self, connection: sa.Connection, events: Sequence[Event]) -> None:
+    def _log_history(self, connection: sa.Connection, events: Sequence[Event]) -> bool:
         """Where the write cannot log its own history row: copy the rows that carry each
-        event's time (those it applied to) into the history, in one statement."""
+        event's time (those it applied to) into the history, in one statement. True if some
+        event did not apply."""
         if len(events) == 1:
             (event,) = events
-            connection.execute(self._history, {"id": event.job_id, "updated_at": _at(event)})
-            return
-        written = sa.tuple_(jobs.c.id, jobs.c.updated_at).in_(
-            [(event.job_id, _at(event)) for event in events]
-        )
-        ids = jobs.c.id.in_([event.job_id for event in events])  # the key's range, for MySQL
-        connection.execute(log_history(jobs, sa.and_(ids, written)))
+            logged = connection.execute(
+                self._history, {"id": event.job_id, "updated_at": _at(event)}
+            )
+        else:
+            written = sa.tuple_(jobs.c.id, jobs.c.updated_at).in_(
+                [(event.job_id, _at(event)) for event in events]
+            )
+            ids = jobs.c.id.in_([event.job_id for event in events])  # the key's range, for MySQL
+            logged = connection.execute(log_history(jobs, sa.and_(ids, written)))
+        return logged.rowcount < len(events)
 
     def _statement(self, shape: Shape) -> Any:
         """The statement of every write of one shape: an upsert (or an update), and where the
@@ -187,7 +222,15 @@ class Writer:
         if not dialects.writable_cte(self.dialect):
             return write
         up = write.returning(*(jobs.c[name] for name in HISTORY_COLUMNS)).cte("up")
-        return log_history(up, up.c.updated_at == at)
+        logged = _logged(up, up.c.updated_at == at)
+        if shape.logged_late:
+            new = _NEW if shape.existing_only else ""
+            state = {
+                name: _bind(new + name, name) if name in shape.values else sa.null()
+                for name in ("status", "celery_state", "worker", "retries")
+            }
+            logged = sa.union_all(logged, _late(up, state, at))
+        return sa.insert(transitions).from_select(list(_TRANSITION_COLUMNS), logged)
 
     def _upsert(self, shape: Shape) -> Any:
         """The INSERT ... ON CONFLICT / ON DUPLICATE KEY statement of one shape of write, its
@@ -227,10 +270,23 @@ def _row(event: Event) -> tuple[Shape, dict[str, Any]]:
     shape = Shape(tuple(values), tuple(fill), seq is not None,
                   seq is not None and event.delivery is not None, stage,
                   event.message is not None, event.guard_message,
-                  event.existing_only)  # fmt: skip
+                  event.existing_only, event.logged_late)  # fmt: skip
     if event.existing_only:
         row = {_NEW + name: value for name, value in row.items()}
     return shape, row
+
+
+def _late_row(event: Event) -> dict[str, Any]:
+    """The values of the history insert that follows a ``logged_late`` event's write."""
+    values = event.values
+    return {
+        "id": event.job_id,
+        "status": event.state,
+        "celery_state": values.get("celery_state"),
+        "worker": values.get("worker"),
+        "retries": values.get("retries"),
+        "updated_at": _at(event),
+    }
 
 
 def append_message(connection: sa.Connection, job_id: str, text: str, at: datetime) -> bool:

@@ -108,7 +108,11 @@ def test_every_task_reads_as_flower_shows_it(stack: Stack, tmp_path: Path) -> No
 
         def all_ended() -> bool:
             jobs = [store.get(task_id) for task_id in ids]
-            ours = all(job is not None and job.status in FINAL_STATES for job in jobs)
+            # Ended, and received: the main process's queued receipt may land just after.
+            ours = all(
+                job is not None and job.status in FINAL_STATES and job.received_at is not None
+                for job in jobs
+            )
             theirs = all(flower.ended(task_id) for task_id in ids)
             return ours and theirs
 

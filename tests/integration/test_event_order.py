@@ -219,6 +219,22 @@ def _check_delivery(store: Store, delivery: Delivery, *, retries_always: bool) -
         {retry_notes[label]: count for label, count in extra.items() if label in retry_notes}
     )
     assert Counter(delivered["messages"].splitlines()) == expected_lines
+    _check_history(store, "delivered", events, delivery.labels)
+
+
+def _check_history(
+    store: Store, job_id: str, events: dict[str, Event], labels: tuple[str, ...]
+) -> None:
+    """The job's history is in time order and holds each publish and receipt delivered exactly
+    once, at its time, whenever it landed: one that lands after a later step (queued, as in the
+    grouped mode) is still logged, and one delivered twice is logged once."""
+    history = store.history(job_id)
+    assert [entry.at for entry in history] == sorted(entry.at for entry in history)
+    logged = Counter((entry.celery_state, entry.at) for entry in history)
+    for label in set(labels):
+        event = events[label]
+        if event.logged_late:
+            assert logged[(event.values["celery_state"], event.at)] == 1, label
 
 
 def test_any_delivery_order_ends_the_job_as_the_ordered_lifecycle_does(store: Store) -> None:

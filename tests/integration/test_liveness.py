@@ -322,10 +322,11 @@ def test_a_presumed_end_is_recorded_whole_and_holds_against_older_events(store: 
     now = utcnow()
     dead = {"worker": "celery@dead"}
     store.heartbeat("celery@dead", hostname="h", pid=1, at=now - timedelta(seconds=120))
+    before = now - timedelta(seconds=100)  # the jobs started before their worker fell silent
     transition("retried", "running", {**dead, "retries": 5, "celery_state": "STARTED"},
-               seq=order_key(5, STAGE_RUNNING), message="started\n")  # fmt: skip
-    transition("redelivered", "running", dead, seq=order_key(0, STAGE_RUNNING_AGAIN))
-    transition("by-api", "running", dead)  # no order key: set through the documented API
+               seq=order_key(5, STAGE_RUNNING), message="started\n", at=before)  # fmt: skip
+    transition("redelivered", "running", dead, seq=order_key(0, STAGE_RUNNING_AGAIN), at=before)
+    transition("by-api", "running", dead, at=before)  # no order key: the documented API
     transition("done", "finished", {**dead, "celery_state": "SUCCESS"},
                seq=order_key(0, STAGE_ENDED), at=now)  # fmt: skip
 

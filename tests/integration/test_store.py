@@ -321,6 +321,53 @@ def test_forked_children_reuse_a_store_the_parent_used(store: Store) -> None:
     _check_all_written([200 + i for i in range(PROCESSES)])
 
 
+def _write_in_child(url: str, job_id: str) -> None:
+    from taskjobs.store import engine
+
+    engine.SQLITE_BUSY_TIMEOUT = 2  # a child that cannot write fails in 2 s, not 30
+    store_for(url).apply(lifecycle.explicit(job_id, "finished", {}, utcnow()))
+
+
+FORKS = 10
+
+
+@pytest.mark.parametrize("db_kind", ["sqlite"], indirect=True)
+def test_a_child_forked_while_another_thread_writes_to_sqlite_can_write(store: Store) -> None:
+    """SQLite's locks live in process memory that ``fork()`` copies: a child forked while
+    another thread of its parent was inside a transaction could never write ("database is
+    locked"). Celery's prefork pool forks a new child at any time, while the main process's
+    writer thread and heartbeat write. A fork now waits for that transaction to end."""
+    url = store.url.render_as_string(hide_password=False)
+    stop = threading.Event()
+    written = 0
+
+    def write_in_a_loop() -> None:
+        nonlocal written
+        while not stop.is_set():
+            store.apply(lifecycle.explicit(f"parent-{written % 20}", "running", {}, utcnow()))
+            written += 1
+
+    writer = threading.Thread(target=write_in_a_loop)
+    writer.start()
+    try:
+        context = multiprocessing.get_context("fork")
+        exitcodes = []
+        for n in range(FORKS):
+            child = context.Process(target=_write_in_child, args=(url, f"child-{n}"))
+            child.start()
+            child.join(timeout=20)
+            exitcodes.append(child.exitcode)  # None: still waiting for a lock, after 20 s
+            if child.is_alive():
+                child.kill()
+                break
+    finally:
+        stop.set()
+        writer.join(timeout=30)
+    assert exitcodes == [0] * FORKS
+    assert all(store.get(f"child-{n}") is not None for n in range(FORKS))
+    assert written > FORKS, "the parent's writer went on writing between the forks"
+
+
 def test_an_empty_database_gets_the_schema_on_first_use(fresh_url: str) -> None:
     store = Store(fresh_url)
     assert store.revision() is None

@@ -87,7 +87,6 @@ def test_a_reaped_job_ends_at_the_reap_as_the_presumed_end_of_its_attempt(store:
     a late event of the attempt is refused and a redelivery still applies), and a redelivered
     start (already past the presumed end: kept)."""
     now = utcnow()
-    reaped_at = now - timedelta(seconds=1)
     store.heartbeat("celery@dead", hostname="h", pid=1, at=now - timedelta(seconds=120))
     on_dead = {"worker": "celery@dead"}
     setJob("unkeyed", on_dead, "running")
@@ -99,6 +98,7 @@ def test_a_reaped_job_ends_at_the_reap_as_the_presumed_end_of_its_attempt(store:
     for job_id, seq in keys.items():
         transition(job_id, "running", on_dead, seq=seq, message="started\n")
 
+    reaped_at = utcnow()  # after the starts: the reap is the last row of each history
     marked = store.reap(silent_since=now - timedelta(seconds=60), worker=None, at=reaped_at,
                         reason="sent no heartbeat")  # fmt: skip
 

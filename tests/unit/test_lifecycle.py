@@ -87,6 +87,7 @@ def test_a_receipt_and_a_start_carry_every_field_they_know() -> None:
         values={"celery_state": "RECEIVED", "received_at": AT, "worker": "celery@w",
                 "retries": 1, "eta": ETA},
         fill=FILLED, seq=order_key(1, STAGE_RECEIVED), delivery=4, existing_only=True,
+        logged_late=True,
     )  # fmt: skip
     start = lifecycle.started(
         "job", **KNOWN, lineage=WORKFLOW, retries=1, worker="celery@w", pid=42,
@@ -97,6 +98,7 @@ def test_a_receipt_and_a_start_carry_every_field_they_know() -> None:
         values={"celery_state": "STARTED", "started_at": AT, "worker": "celery@w", "pid": 42,
                 "retries": 1},
         fill=FILLED, seq=order_key(1, STAGE_RUNNING), delivery=4, existing_only=True,
+        logged_late=True,
     )  # fmt: skip
     for event in (
         lifecycle.received("job", **KNOWN, lineage=WORKFLOW, retries=0, eta=None, worker=None,
@@ -113,7 +115,7 @@ def test_a_publish_and_a_success_carry_every_field_they_know() -> None:
     assert publish == lifecycle.Event(
         "job", "pending", AT, "publish",
         values={"celery_state": "PENDING", "retries": 0, "eta": ETA}, fill=FILLED,
-        seq=order_key(0, STAGE_PUBLISHED), delivery=3, existing_only=True,
+        seq=order_key(0, STAGE_PUBLISHED), delivery=3, existing_only=True, logged_late=True,
     )  # fmt: skip
     success = lifecycle.succeeded("job", name="proj.add", result="3", runtime=0.5, retries=2,
                                   delivery=3, at=AT, existing_only=True)  # fmt: skip
