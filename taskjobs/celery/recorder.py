@@ -216,13 +216,14 @@ class Recorder:
             except Exception:
                 logger.exception("taskjobs: dropped %s", change)
 
-    def _wait_done(self, ticket: int, timeout: float) -> None:
+    def _wait_done(self, ticket: int, timeout: float, *, in_outage: bool = False) -> None:
         """Have the writer write out the queue up to the ``ticket``-th write, waiting at most
-        ``timeout`` seconds (lock held). The writer itself never waits for itself."""
+        ``timeout`` seconds (lock held); during an outage, only if ``in_outage``. The writer
+        itself never waits for itself."""
         if threading.current_thread() is self.flusher:
             return
         deadline = time.monotonic() + timeout
-        while self.done < ticket and not self.outage:
+        while self.done < ticket and (in_outage or not self.outage):
             left = deadline - time.monotonic()
             if left <= 0:
                 return
@@ -235,12 +236,9 @@ class Recorder:
         process queues all the time) are not waited for. The writer never waits for itself."""
         if threading.current_thread() is self.flusher:
             return len(self.buffer)
-        deadline = time.monotonic() + timeout
         with self.lock:
             ticket = self.queued
-            while self.done < ticket and time.monotonic() < deadline:
-                self.kick.set()
-                self.emptied.wait(min(deadline - time.monotonic(), 0.1))
+            self._wait_done(ticket, timeout, in_outage=True)
             return max(ticket - self.done, 0)
 
     def drain(self, timeout: float = DRAIN_TIMEOUT) -> int:

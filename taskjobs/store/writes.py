@@ -33,6 +33,8 @@ _UPDATED_AT = _bind("updated_at")
 # The job columns a transition row copies, and the transition columns they go to, in order.
 HISTORY_COLUMNS = ("id", "status", "celery_state", "worker", "retries", "updated_at")
 _TRANSITION_COLUMNS = ("job_id", "status", "celery_state", "worker", "retries", "at")
+# The state a history row holds: what a late event logs of its own (see ``_late``).
+_STATE_COLUMNS = HISTORY_COLUMNS[1:-1]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,7 +167,7 @@ class Writer:
         self._history = log_history(
             jobs, sa.and_(jobs.c.id == _bind("id"), jobs.c.updated_at == _UPDATED_AT)
         )
-        late = {name: _bind(name) for name in ("status", "celery_state", "worker", "retries")}
+        late = {name: _bind(name) for name in _STATE_COLUMNS}
         self._late_history = sa.insert(transitions).from_select(
             list(_TRANSITION_COLUMNS),
             _late(jobs, late, _UPDATED_AT).where(jobs.c.id == _bind("id")),
@@ -227,7 +229,7 @@ class Writer:
             new = _NEW if shape.existing_only else ""
             state = {
                 name: _bind(new + name, name) if name in shape.values else sa.null()
-                for name in ("status", "celery_state", "worker", "retries")
+                for name in _STATE_COLUMNS
             }
             logged = sa.union_all(logged, _late(up, state, at))
         return sa.insert(transitions).from_select(list(_TRANSITION_COLUMNS), logged)
@@ -278,15 +280,8 @@ def _row(event: Event) -> tuple[Shape, dict[str, Any]]:
 
 def _late_row(event: Event) -> dict[str, Any]:
     """The values of the history insert that follows a ``logged_late`` event's write."""
-    values = event.values
-    return {
-        "id": event.job_id,
-        "status": event.state,
-        "celery_state": values.get("celery_state"),
-        "worker": values.get("worker"),
-        "retries": values.get("retries"),
-        "updated_at": _at(event),
-    }
+    state = {name: event.values.get(name) for name in _STATE_COLUMNS}
+    return {**state, "status": event.state, "id": event.job_id, "updated_at": _at(event)}
 
 
 def append_message(connection: sa.Connection, job_id: str, text: str, at: datetime) -> bool:
