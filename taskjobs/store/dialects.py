@@ -6,9 +6,10 @@ here by the dialect's name (``engine.dialect.name``).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 import sqlalchemy as sa
@@ -48,24 +49,56 @@ def snapshot_isolation(dialect: str) -> bool:
 def upsert(
     dialect: str,
     table: sa.Table,
-    values: Mapping[str, Any],
+    values: Mapping[str, Any] | sa.Select[Any],
     key: str | Sequence[str],
     updates: Callable[[Any], Sequence[tuple[str, Any]]],
 ) -> Any:
-    """An INSERT of ``values`` into ``table`` that, where a row with the same ``key`` (a column,
-    or several) exists, sets ``updates(new)`` on it instead, ``new`` being the values the INSERT
-    brought.
+    """An INSERT of ``values`` into ``table`` (a row, or the rows of a SELECT whose columns are
+    named as the table's) that, where a row with the same ``key`` (a column, or several)
+    exists, sets ``updates(new)`` on it instead, ``new`` being the values the INSERT brought.
 
     ``updates`` is an ordered list: MySQL applies assignments left to right, and later ones see
     the results of earlier ones.
     """
-    insert: Any = _INSERTS[dialect](table).values(dict(values))
+    insert: Any = _INSERTS[dialect](table)
+    if isinstance(values, sa.Select):
+        insert = insert.from_select([column.name for column in values.selected_columns], values)
+    else:
+        insert = insert.values(dict(values))
     if is_mysql(dialect):
         return insert.on_duplicate_key_update(list(updates(insert.inserted)))
     return insert.on_conflict_do_update(
         index_elements=[table.c[column] for column in ([key] if isinstance(key, str) else key)],
         set_=dict(updates(insert.excluded)),
     )
+
+
+def unnested(table: sa.Table, names: Sequence[str]) -> Any:
+    """Rows of ``table``'s columns ``names`` as one relation (a CTE named ``batch``), bound as
+    one parameter, ``batch``, that holds them all as JSON (see ``batch_of``): PostgreSQL's
+    ``json_to_recordset``. One execution of one statement then takes any number of rows, and
+    the statement's text does not depend on how many (psycopg prepares it once). JSON rather
+    than an array per column: psycopg quotes arrays element by element in Python, at several
+    times the cost of the standard library's JSON encoder."""
+    rows = sa.cast(sa.bindparam("batch", type_=sa.Text), postgresql.JSON)
+    columns = [sa.column(name, table.c[name].type) for name in names]
+    relation = sa.func.json_to_recordset(rows).table_valued(*columns)
+    return sa.select(relation.render_derived(name="unnested", with_types=True)).cte("batch")
+
+
+def batch_of(rows: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """The parameter of an ``unnested`` relation of ``rows`` (each a mapping of column names to
+    values; times are stored as naive UTC, as ``tables.UTCDateTime`` stores them)."""
+    return {"batch": json.dumps(rows, default=_json_time, separators=(",", ":"))}
+
+
+def _json_time(value: Any) -> str:
+    """A time as JSON: ISO 8601, naive UTC."""
+    if not isinstance(value, datetime):
+        raise TypeError(f"a job column cannot hold {type(value).__name__} {value!r}")
+    if value.tzinfo is not None:
+        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+    return str(value.isoformat())
 
 
 def before(dialect: str, columns: tuple[Any, Any], values: tuple[datetime, str]) -> Any:

@@ -55,7 +55,7 @@ class Shape:
 
     @property
     def names(self) -> list[str]:
-        """The columns the statement binds, in order."""
+        """The columns the statement binds, in order, each once."""
         names = [*self.fill, *self.values, "id"]
         if self.ordered or self.stage is not None:
             names.append("seq")
@@ -63,7 +63,7 @@ class Shape:
             names.append("delivery")
         if self.appends:
             names.append("messages")
-        return names
+        return list(dict.fromkeys(names))
 
 
 def _inline(number: int) -> Any:
@@ -161,7 +161,7 @@ class Writer:
 
     def __init__(self, dialect: str) -> None:
         self.dialect = dialect
-        self._statements: dict[Shape, Any] = {}
+        self._statements: dict[tuple[Shape, bool], Any] = {}
         # Where one statement cannot do both, the history insert that follows each write, and
         # the one that follows each ``logged_late`` write (see ``_late``).
         self._history = log_history(
@@ -179,17 +179,27 @@ class Writer:
 
     def write_all(self, connection: sa.Connection, events: Sequence[Event]) -> None:
         """Write ``events``, each of a different job, as ``write`` would one by one: one
-        statement run for many rows per shape of write (psycopg sends them in one pipeline,
-        PyMySQL as one multi-row INSERT), in the order of job ids, the order in which
-        concurrent writers then take row locks."""
+        statement per shape of write, run once for all its rows on PostgreSQL (bound as one
+        JSON parameter) and elsewhere for many (PyMySQL sends them as one multi-row INSERT),
+        in the order of job ids, the order in which concurrent writers then take row locks."""
         by_shape: dict[Shape, list[dict[str, Any]]] = {}
         for event in sorted(events, key=lambda event: event.job_id):
             shape, row = _row(event)
             by_shape.setdefault(shape, []).append(row)
         for shape, rows in by_shape.items():
-            statement = self._statements.get(shape)
+            # PostgreSQL takes many rows as one JSON parameter, and one row as plain values
+            # (its planner runs that form for less: most writes of the "grouped" mode's pool
+            # processes are of one row).
+            batch = len(rows) > 1 and dialects.writable_cte(self.dialect)
+            statement = self._statements.get((shape, batch))
             if statement is None:
-                statement = self._statements.setdefault(shape, self._statement(shape))
+                statement = self._statement(shape, batch)
+                statement = self._statements.setdefault((shape, batch), statement)
+            if batch:
+                connection.execute(statement, dialects.batch_of(rows))
+                continue
+            if shape.existing_only:  # an UPDATE's values are named ``new_<column>``
+                rows = [{_NEW + name: value for name, value in row.items()} for row in rows]
             connection.execute(statement, rows if len(rows) > 1 else rows[0])
         if not dialects.writable_cte(self.dialect) and self._log_history(connection, events):
             late = [_late_row(event) for event in events if event.logged_late]
@@ -213,25 +223,40 @@ class Writer:
             logged = connection.execute(log_history(jobs, sa.and_(ids, written)))
         return logged.rowcount < len(events)
 
-    def _statement(self, shape: Shape) -> Any:
-        """The statement of every write of one shape: an upsert (or an update), and where the
-        dialect allows, the history insert too (the write is a CTE whose returned row feeds
-        it)."""
-        if shape.existing_only:
-            write, at = self._update(shape), _bind(_NEW + "updated_at", "updated_at")
+    def _statement(self, shape: Shape, batch: bool) -> Any:
+        """The statement of the writes of one shape: an upsert (or an update), of one row, or
+        with ``batch`` of all the rows bound (see ``dialects.unnested``); where the dialect
+        allows, with the history inserts in the same statement (the write is a CTE whose
+        returned rows feed them)."""
+        value: Callable[[str], Any]
+        if batch:
+            rows = dialects.unnested(jobs, shape.names)
+            value, own = (lambda name: rows.c[name]), rows.c.id
+            if shape.existing_only:
+                updates = assignments(shape, value)
+                # Assigned in order, as in ``_update``.
+                write = sa.update(jobs).where(jobs.c.id == own).ordered_values(*updates)
+            else:
+                write = dialects.upsert(
+                    self.dialect, jobs, sa.select(rows), "id",
+                    lambda new: assignments(shape, lambda name: new[name]),
+                )  # fmt: skip
         else:
-            write, at = self._upsert(shape), _UPDATED_AT
-        if not dialects.writable_cte(self.dialect):
-            return write
-        up = write.returning(*(jobs.c[name] for name in HISTORY_COLUMNS)).cte("up")
-        logged = _logged(up, up.c.updated_at == at)
-        if shape.logged_late:
             new = _NEW if shape.existing_only else ""
+            value, own = (lambda name: _bind(new + name, name)), None
+            write = self._update(shape) if shape.existing_only else self._upsert(shape)
+            if not dialects.writable_cte(self.dialect):
+                return write
+        at = value("updated_at")
+        up = write.returning(*(jobs.c[name] for name in HISTORY_COLUMNS)).cte("up")
+        # A row of the write's, each with the values that wrote it.
+        mine = sa.true() if own is None else up.c.id == own
+        logged = _logged(up, sa.and_(mine, up.c.updated_at == at))
+        if shape.logged_late:
             state = {
-                name: _bind(new + name, name) if name in shape.values else sa.null()
-                for name in _STATE_COLUMNS
+                name: value(name) if name in shape.values else sa.null() for name in _STATE_COLUMNS
             }
-            logged = sa.union_all(logged, _late(up, state, at))
+            logged = sa.union_all(logged, _late(up, state, at).where(mine))
         return sa.insert(transitions).from_select(list(_TRANSITION_COLUMNS), logged)
 
     def _upsert(self, shape: Shape) -> Any:
@@ -273,8 +298,6 @@ def _row(event: Event) -> tuple[Shape, dict[str, Any]]:
                   seq is not None and event.delivery is not None, stage,
                   event.message is not None, event.guard_message,
                   event.existing_only, event.logged_late)  # fmt: skip
-    if event.existing_only:
-        row = {_NEW + name: value for name, value in row.items()}
     return shape, row
 
 
