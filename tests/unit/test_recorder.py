@@ -515,3 +515,25 @@ def test_in_grouped_mode_an_end_does_not_wait_through_an_outage(
     store.down.clear()
     assert recorder.drain(timeout=10) == 0
     assert store.written == ["first", "second"]
+
+
+class BusyStore(FlakyStore):
+    """A store in a busy process: each batch it writes, the process queues another write."""
+
+    recorder: Recorder
+
+    def apply_all(self, changes: Sequence[Change]) -> None:
+        super().apply_all(changes)
+        if len(self.written) < 1000:
+            self.recorder.submit(note(f"more-{len(self.written)}"))
+
+
+def test_a_flush_waits_for_what_was_queued_before_it_not_for_the_queue_to_empty() -> None:
+    """A read in a busy process (its writes keep queuing) waits for its own process's earlier
+    writes, not for a queue that is never empty."""
+    store = BusyStore()
+    recorder = store.recorder = unseen(Recorder(store, Mode(batched=True, interval=60.0)))
+    recorder.submit(note("before"))
+    assert recorder.flush(timeout=3.0) == 0, "every write queued before the flush is written"
+    assert "before" in store.written
+    assert recorder.buffer, "what queued while it was written is left for the next batch"
