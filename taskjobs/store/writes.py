@@ -187,9 +187,9 @@ class Writer:
             shape, row = _row(event)
             by_shape.setdefault(shape, []).append(row)
         for shape, rows in by_shape.items():
-            # PostgreSQL takes many rows as one JSON parameter, and one row as plain values
-            # (its planner runs that form for less: most writes of the "grouped" mode's pool
-            # processes are of one row).
+            # PostgreSQL takes many rows as one JSON parameter, and one row as plain values:
+            # with every write in the JSON form, the "grouped" mode (whose pool processes write
+            # one row at a time) cost PostgreSQL more CPU a task in the saturation benchmark.
             batch = len(rows) > 1 and dialects.writable_cte(self.dialect)
             statement = self._statements.get((shape, batch))
             if statement is None:
