@@ -88,7 +88,7 @@ def unnested(table: sa.Table, names: Sequence[str]) -> Any:
 
 def batch_of(rows: Sequence[Mapping[str, Any]]) -> dict[str, str]:
     """The parameter of an ``unnested`` relation of ``rows`` (each a mapping of column names to
-    values; times are stored as naive UTC, as ``tables.UTCDateTime`` stores them)."""
+    values; times as ``naive_utc`` makes them, as every bound time is stored)."""
     return {"batch": json.dumps(rows, default=_json_time, separators=(",", ":"))}
 
 
@@ -96,9 +96,14 @@ def _json_time(value: Any) -> str:
     """A time as JSON: ISO 8601, naive UTC."""
     if not isinstance(value, datetime):
         raise TypeError(f"a job column cannot hold {type(value).__name__} {value!r}")
-    if value.tzinfo is not None:
-        value = value.astimezone(timezone.utc).replace(tzinfo=None)
-    return str(value.isoformat())
+    return str(naive_utc(value).isoformat())
+
+
+def naive_utc(value: datetime) -> datetime:
+    """A time as every database here stores it: naive, in UTC (a naive time is taken as UTC)."""
+    if value.tzinfo is None:
+        return value
+    return value.astimezone(timezone.utc).replace(tzinfo=None)
 
 
 def before(dialect: str, columns: tuple[Any, Any], values: tuple[datetime, str]) -> Any:

@@ -10,7 +10,7 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Dialect
 
 from taskjobs.model import MAX_KEY_LENGTH, PENDING, RUNNING
-from taskjobs.store.dialects import MYSQL, is_mysql
+from taskjobs.store.dialects import MYSQL, is_mysql, naive_utc
 
 JOBS_TABLE = "taskjobs_jobs"
 TRANSITIONS_TABLE = "taskjobs_transitions"
@@ -31,9 +31,7 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
         return dialect.type_descriptor(sa.DateTime())
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None or value.tzinfo is None:
-            return value
-        return value.astimezone(timezone.utc).replace(tzinfo=None)
+        return None if value is None else naive_utc(value)
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         return None if value is None else value.replace(tzinfo=timezone.utc)
