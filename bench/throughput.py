@@ -446,6 +446,9 @@ def _publish(
     _check_snapshot(run, published.get("taskjobs_file"), "publisher")
     result["publish_seconds"] = round(published["seconds"], 4)
     result["publish_rate"] = round(published["rate"], 1)
+    # The publisher's CPU a publish (all its threads, the loop only): steadier than its rate
+    # on a shared machine.
+    result["publish_cpu_us"] = round(published["cpu_seconds"] / run.tasks * 1e6, 1)
     return published
 
 
