@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 from weakref import WeakKeyDictionary
 
@@ -107,15 +105,15 @@ def task_named(name: str | None, app: Any) -> Task | None:
     return app.tasks.get(name) if name and app is not None else None
 
 
-@contextmanager
-def publishing(app: Celery) -> Iterator[None]:
-    """Inside: this thread publishes through ``app``."""
+def enter_publishing(app: Celery) -> None:
+    """From here to ``leave_publishing()``, this thread publishes through ``app``."""
     stack: list[Celery] = _publishing.__dict__.setdefault("apps", [])
     stack.append(app)
-    try:
-        yield
-    finally:
-        stack.pop()
+
+
+def leave_publishing() -> None:
+    """The end of the publish ``enter_publishing`` began."""
+    _publishing.apps.pop()
 
 
 def publishing_app() -> Celery | None:
