@@ -39,6 +39,9 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
 
 # Unbounded text: TEXT on PostgreSQL and SQLite, LONGTEXT (4 GB) on MySQL where TEXT is 64 KB.
 LongText = sa.Text().with_variant(mysql.LONGTEXT(), *MYSQL)
+# Seconds, as a double-precision number on every database: ``Float`` is one on PostgreSQL and
+# SQLite, but a single-precision FLOAT on MySQL and MariaDB (seven significant digits; 0012).
+Seconds = sa.Float().with_variant(mysql.DOUBLE(asdecimal=False), *MYSQL)
 
 
 def binary_collation(dialect: Dialect) -> dict[str, Any]:
@@ -83,7 +86,7 @@ jobs = sa.Table(
     sa.Column("started_at", UTCDateTime, nullable=True),
     sa.Column("finished_at", UTCDateTime, nullable=True),
     sa.Column("updated_at", UTCDateTime, nullable=False),
-    sa.Column("runtime", sa.Float, nullable=True),
+    sa.Column("runtime", Seconds, nullable=True),
     # The exception class of an error, for grouping failures.
     key_column("exc_type", nullable=True),
     # The lifecycle order key of the newest automatic write (see ``model.order_key``).
@@ -185,7 +188,7 @@ STAT_FIGURES: dict[str, sa.types.TypeEngine[Any]] = {
     "eta": UTCDateTime(),
     "started_at": UTCDateTime(),
     "finished_at": UTCDateTime(),
-    "runtime": sa.Float(),
+    "runtime": Seconds,
     "celery_state": sa.String(32),
 }
 
@@ -209,7 +212,7 @@ stat_changes = sa.Table(
     sa.Column("eta", UTCDateTime, nullable=True),
     sa.Column("started_at", UTCDateTime, nullable=True),
     sa.Column("finished_at", UTCDateTime, nullable=True),
-    sa.Column("runtime", sa.Float, nullable=True),
+    sa.Column("runtime", Seconds, nullable=True),
     mysql_charset="utf8mb4",
     mysql_engine="InnoDB",
 )
