@@ -1,6 +1,7 @@
-"""``Store``: jobs in one database. It owns the engine, one transaction per call (or per batch)
-and the translation of database errors into ``StoreError``; the SQL of each call lives in the
-module of its concept (``writes``, ``reads``, ``workers``, ``deletes``, ``aggregates``)."""
+"""``Store``: jobs in one database. It owns the engine and one transaction per call (or per
+batch), and raises ``StoreError`` for database errors (``failures`` says what each means); the
+SQL of each call lives in the module of its concept (``writes``, ``reads``, ``workers``,
+``deletes``, ``aggregates``)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from taskjobs.lifecycle import Event, Note
 from taskjobs.model import Job
 from taskjobs.store import aggregates, deletes, dialects, reads, schema, stats, workers, writes
 from taskjobs.store.engine import WRITE_OPTION, create_engine, parse_url, safe_url
+from taskjobs.store.failures import store_error
 from taskjobs.store.forkgate import GATE
 from taskjobs.store.records import JobQuery, Transition, Worker
 
@@ -411,10 +413,7 @@ class Store:
         try:
             yield
         except sa.exc.SQLAlchemyError as exc:
-            raise StoreError(
-                f"could not {operation} in {safe_url(self.url)}: {_reason(exc)}",
-                retryable=_unreachable(exc),
-            ) from exc
+            raise store_error(exc, operation, self.url) from exc
 
 
 def _rounds(changes: Iterable[Event | Note]) -> list[list[Event | Note]]:
@@ -428,28 +427,6 @@ def _rounds(changes: Iterable[Event | Note]) -> list[list[Event | Note]]:
             rounds.append([])
         rounds[n].append(change)
     return rounds
-
-
-def _unreachable(exc: sa.exc.SQLAlchemyError) -> bool:
-    """Whether the error means the database could not be reached, not that the write was bad."""
-    if getattr(exc, "connection_invalidated", False):
-        return True
-    return isinstance(
-        exc,
-        (
-            sa.exc.OperationalError,
-            sa.exc.InterfaceError,
-            sa.exc.DisconnectionError,
-            sa.exc.TimeoutError,
-        ),
-    )
-
-
-def _reason(exc: sa.exc.SQLAlchemyError) -> str:
-    """The driver's own message, on one line, without SQLAlchemy's statement dump."""
-    original = getattr(exc, "orig", None)
-    text = str(original if original is not None else exc)
-    return " ".join(text.split())[:500]
 
 
 _stores: dict[str, Store] = {}

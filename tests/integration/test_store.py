@@ -660,17 +660,17 @@ def test_urls_that_differ_only_in_their_password_get_stores_of_their_own() -> No
 
 
 def test_database_errors_read_as_one_line_and_say_whether_to_retry() -> None:
-    from taskjobs.store.store import _reason, _unreachable
+    from taskjobs.store.failures import reason, unreachable
 
     pool = sa.exc.TimeoutError("QueuePool limit of size 5 overflow 10 reached")
-    assert _reason(pool) == "QueuePool limit of size 5 overflow 10 reached" and _unreachable(pool)
+    assert reason(pool) == "QueuePool limit of size 5 overflow 10 reached" and unreachable(pool)
     wordy = sa.exc.OperationalError("SELECT 1", {}, Exception("x\n  y " + "z" * 600))
-    assert _reason(wordy).startswith("x y zzz") and len(_reason(wordy)) == 500
+    assert reason(wordy).startswith("x y zzz") and len(reason(wordy)) == 500
     gone = sa.exc.DBAPIError("SELECT 1", {}, Exception("gone"), connection_invalidated=True)
-    assert _reason(gone) == "gone" and _unreachable(gone)
+    assert reason(gone) == "gone" and unreachable(gone)
     bad = sa.exc.DBAPIError("SELECT 1", {}, Exception("value too long"))
-    assert not _unreachable(bad) and not _unreachable(sa.exc.IntegrityError("", {}, Exception()))
-    assert not _unreachable(sa.exc.ArgumentError("not a database error at all"))
+    assert not unreachable(bad) and not unreachable(sa.exc.IntegrityError("", {}, Exception()))
+    assert not unreachable(sa.exc.ArgumentError("not a database error at all"))
 
 
 def test_workers_are_listed_most_recently_seen_first(store: Store) -> None:
