@@ -45,14 +45,24 @@ NAMES = [f"proj.tasks.task_{i:02d}" for i in range(50)]
 USERS = [f"user{i:02d}" for i in range(20)]
 WORKERS = [f"celery@worker-{i}" for i in range(10)]
 STATUS_WEIGHTS = {"finished": 90, "error": 5, "pending": 3, "running": 2}
+UNENDED_STATUSES = ("pending", "running")
 
 
 def seed(
-    store: Store, count: int, rng: random.Random, *, fold: bool = True, days: float = 7
+    store: Store,
+    count: int,
+    rng: random.Random,
+    *,
+    fold: bool = True,
+    days: float = 7,
+    unended: int | None = None,
 ) -> list[str]:
     """Insert ``count`` jobs (and one history row each) in batches, then (with ``fold``) fold
     the changes their inserts logged into the running aggregates, as a worker's heartbeat
-    would; the jobs span the last ``days``. Returns a sample of ids."""
+    would; the jobs span the last ``days``. With ``unended``, only the newest ``unended`` jobs
+    may be pending or running (an older job drawn so has finished), as in a live store, whose
+    unended jobs are bounded by its workers' slots and its queues' backlog, not by its history.
+    Returns a sample of ids."""
     store.upgrade()
     now = utcnow()
     span = timedelta(days=days).total_seconds()
@@ -71,6 +81,8 @@ def seed(
             for index in range(start, min(start + BATCH, count)):
                 job_id = str(uuid.UUID(int=rng.getrandbits(128)))
                 status = rng.choices(statuses, weights)[0]
+                if unended is not None and index < count - unended and status in UNENDED_STATUSES:
+                    status = "finished"
                 # Oldest first, as a store fills: the logged changes fold in time order.
                 created = now - timedelta(seconds=span * (1 - (index + rng.random()) / count))
                 wait = rng.expovariate(2.0)

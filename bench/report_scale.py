@@ -2,15 +2,20 @@
 10,000,000 jobs, read from the running aggregates.
 
     python bench/report_scale.py [--sizes 1000000,10000000] [--databases sqlite,postgresql]
-                                 [--days 7] [--without-index NAME]
+                                 [--days 7] [--unended 50000] [--without-index NAME]
+                                 [--url URL]
 
 Seeds a scratch database per kind and size with ``queries.py``'s jobs (7 days, 50 task names,
-10 workers), through the triggers that log each job's figures, then times: the fold of those
+10 workers; only the newest ``--unended`` jobs may be pending or running, as a live store's
+unended jobs are bounded by its workers and queues), through the triggers that log each job's
+figures, then times: the fold of those
 changes into the aggregates (what a worker's heartbeat does as it goes), the report over the last
 24 hours (``build_report``), ``/metrics``' reads (``metrics_rows``), and counts the aggregate rows
 each read covers. The report's cost should follow the buckets and task names, not the jobs:
 ``--days 1`` puts every job in the report's window. ``--without-index NAME`` then drops that
 index and times the same reads again on the same rows: one index's effect, in one run.
+``--url`` seeds that database instead of a scratch one (one size, one kind) and keeps it, to
+profile the reads on it afterwards; given again, it times the jobs already there.
 Results go to bench/results/report-scale-<time>.json.
 """
 
@@ -37,9 +42,14 @@ from bench.queries import seed, settle, timed  # noqa: E402
 from taskjobs.model import utcnow  # noqa: E402
 from taskjobs.report import build_report  # noqa: E402
 from taskjobs.store import stats  # noqa: E402
+from taskjobs.store.tables import jobs  # noqa: E402
 from taskjobs.store.tables import stats as stats_table  # noqa: E402
 from taskjobs.web.metrics import BUCKETS, HISTOGRAM_WINDOW  # noqa: E402
 from tests.services import scratch_database  # noqa: E402
+
+# As in a live store, whose pending and running jobs are bounded by its workers' slots and its
+# queues, not by its history: only so many of the newest jobs may be unended.
+UNENDED = 50_000
 
 
 def covered_rows(store: taskjobs.store.Store) -> dict[str, int]:
@@ -68,34 +78,41 @@ def timings(store: taskjobs.store.Store, repeat: int) -> dict[str, Any]:
     }
 
 
-def run(
-    kind: str, count: int, days: float, repeat: int, tmp: str, without: str | None = None
-) -> dict[str, Any]:
-    rng = random.Random(1234)
-    with scratch_database(kind, tmp) as url:
-        store = taskjobs.configure(url)
+def run(url: str, count: int, options: argparse.Namespace) -> dict[str, Any]:
+    """Seed ``count`` jobs into the database at ``url`` (unless it holds jobs already), fold
+    them and time the reads."""
+    store = taskjobs.configure(url)
+    result: dict[str, Any] = {}
+    store.upgrade()
+    with store.engine.connect() as connection:
+        held = connection.scalar(sa.select(sa.func.count()).select_from(jobs))
+    if held:
+        print(f"  {held:,} jobs there already: not seeded")
+        result["jobs_found"] = held
+    else:
         started = time.perf_counter()
-        seed(store, count, rng, fold=False, days=days)
-        seeded = time.perf_counter() - started
-        started = time.perf_counter()
-        folded = store.fold_stats()
-        fold_seconds = time.perf_counter() - started
-        print(f"  folded {folded:,} changes in {fold_seconds:.1f} s")
-        settle(store)
-        result = {
-            "seed_seconds": seeded,
-            "fold_seconds": fold_seconds,
-            "changes_folded": folded,
-            "changes_per_second": folded / fold_seconds if fold_seconds else None,
-            **covered_rows(store),
-            "timings": timings(store, repeat),
-        }
-        if without:  # the same reads on the same rows, the index dropped: its effect
-            with store.engine.begin() as connection:
-                connection.exec_driver_sql(f"DROP INDEX {without}")
-            result[f"timings without {without}"] = timings(store, repeat)
-        store.dispose()
-        taskjobs.configure(None)
+        seed(store, count, random.Random(1234), fold=False, days=options.days,
+             unended=options.unended)  # fmt: skip
+        result["seed_seconds"] = time.perf_counter() - started
+    started = time.perf_counter()
+    folded = store.fold_stats()
+    fold_seconds = time.perf_counter() - started
+    print(f"  folded {folded:,} changes in {fold_seconds:.1f} s")
+    settle(store)
+    result.update(
+        fold_seconds=fold_seconds,
+        changes_folded=folded,
+        changes_per_second=folded / fold_seconds if folded else None,
+        **covered_rows(store),
+        timings=timings(store, options.repeat),
+    )
+    without = options.without_index
+    if without:  # the same reads on the same rows, the index dropped: its effect
+        with store.engine.begin() as connection:
+            connection.exec_driver_sql(f"DROP INDEX {without}")
+        result[f"timings without {without}"] = timings(store, options.repeat)
+    store.dispose()
+    taskjobs.configure(None)
     return result
 
 
@@ -106,20 +123,33 @@ def main() -> None:
     parser.add_argument("--days", type=float, default=7)
     parser.add_argument("--repeat", type=int, default=10)
     parser.add_argument(
+        "--unended", type=int, default=UNENDED, help="how many of the newest jobs may be unended"
+    )
+    parser.add_argument("--url", help="seed this database (one size, one kind) and keep it")
+    parser.add_argument(
         "--without-index", metavar="NAME", help="then drop this index and time the reads again"
     )
     args = parser.parse_args()
+    sizes = [int(part) for part in args.sizes.split(",")]
+    kinds = args.databases.split(",")
+    if args.url and (len(sizes) > 1 or len(kinds) > 1):
+        parser.error(f"--url takes one size and one kind, not {args.sizes} and {args.databases}")
     report: dict[str, Any] = {
         "python": platform.python_version(),
         "sqlalchemy": sa.__version__,
         "days": args.days,
+        "unended": args.unended,
         "results": {},
     }
     with tempfile.TemporaryDirectory(prefix="taskjobs-bench-") as tmp:
-        for size in (int(part) for part in args.sizes.split(",")):
-            for kind in args.databases.split(","):
+        for size in sizes:
+            for kind in kinds:
                 print(f"{kind}: seeding {size:,} jobs")
-                result = run(kind, size, args.days, args.repeat, tmp, args.without_index)
+                if args.url:
+                    result = run(args.url, size, args)
+                else:
+                    with scratch_database(kind, tmp) as url:
+                        result = run(url, size, args)
                 report["results"][f"{kind}-{size}"] = result
                 timings = result["timings"]
                 print(
