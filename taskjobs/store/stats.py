@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import functools
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -306,9 +307,11 @@ class Figures:
         # kind -> (name, label[, bucket start]) -> [jobs, total]
         self.sums: dict[str, dict[tuple[Any, ...], list[Any]]] = {kind: {} for kind in kinds}
         if ranges and kinds:
-            query = sa.union_all(*(_added_up(kind, ranges, by_bucket) for kind in kinds))
+            query = _figures_query(tuple(kinds), tuple(width for width, _, _ in ranges), by_bucket)
+            edges = {f"{side}_{i}": at for i, (_, start, end) in enumerate(ranges)
+                     for side, at in (("start", start), ("end", end))}  # fmt: skip
             # The statement adds up per kind and key: each row is a key of its own.
-            for kind, *found, jobs, total in connection.execute(query):
+            for kind, *found, jobs, total in connection.execute(query, edges):
                 self.sums[kind][tuple(found)] = [int(jobs), float(total)]
         for (width, start, kind, name, label), (jobs, total) in unfolded.sums.items():
             if kind in self.sums and any(w == width and a <= start < b for w, a, b in ranges):
@@ -323,9 +326,22 @@ class Figures:
         return [(*key, jobs, total) for key, (jobs, total) in found.items() if jobs]
 
 
-def _added_up(
-    kind: str, ranges: Sequence[tuple[int, datetime, datetime]], by_bucket: bool
-) -> sa.Select[Any]:
+@functools.lru_cache(maxsize=64)
+def _figures_query(
+    kinds: tuple[str, ...], widths: tuple[int, ...], by_bucket: bool
+) -> sa.CompoundSelect[Any]:
+    """The SELECT of ``kinds``' sums over ranges of buckets of ``widths``, the ``i``-th range
+    bound to the parameters ``start_i`` and ``end_i``. Built once per shape (a window's cover
+    has few): building such a statement and its cache key took longer than the database's
+    reading of it on small stores."""
+    bounds = [(sa.bindparam(f"start_{i}", type_=stats.c.bucket_start.type),
+               sa.bindparam(f"end_{i}", type_=stats.c.bucket_start.type))
+              for i in range(len(widths))]  # fmt: skip
+    ranges = [(width, start, end) for width, (start, end) in zip(widths, bounds, strict=True)]
+    return sa.union_all(*(_added_up(kind, ranges, by_bucket) for kind in kinds))
+
+
+def _added_up(kind: str, ranges: Sequence[tuple[int, Any, Any]], by_bucket: bool) -> sa.Select[Any]:
     """The SELECT of one kind's sums over ``ranges``, each a range of the primary key, which
     holds the figures too (migration 0008); added up per kind, each group is smaller to sort
     (SQLite) or hash (PostgreSQL) than all kinds' together."""
