@@ -121,17 +121,22 @@ def before(dialect: str, columns: tuple[Any, Any], values: tuple[datetime, str])
 def try_lock(connection: sa.Connection, *, key: int, name: str) -> Iterator[bool]:
     """Whether this connection got the database-wide lock ``key`` (PostgreSQL's advisory lock,
     held to the end of the transaction) or ``name`` (MySQL's, released on leaving), without
-    waiting. SQLite's write lock, taken when a write transaction begins, already serializes."""
+    waiting. SQLite's write lock, taken when a write transaction begins, already serializes.
+
+    PostgreSQL's advisory locks are the database's; MySQL's named locks are the server's, so
+    there the name is qualified by the database's (hashed: a lock's name is at most 64
+    characters), and stores sharing a server do not skip each other's turns."""
     dialect = connection.dialect.name
     if dialect == POSTGRESQL:
         yield bool(connection.scalar(sa.select(sa.func.pg_try_advisory_xact_lock(key))))
     elif is_mysql(dialect):
-        held = bool(connection.scalar(sa.select(sa.func.get_lock(name, 0))))
+        scoped = sa.func.concat(name, ":", sa.func.md5(sa.func.database()))
+        held = bool(connection.scalar(sa.select(sa.func.get_lock(scoped, 0))))
         try:
             yield held
         finally:
             if held:
-                connection.scalar(sa.select(sa.func.release_lock(name)))
+                connection.scalar(sa.select(sa.func.release_lock(scoped)))
     else:
         yield True
 

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from taskjobs.api.job import setJob
 from taskjobs.model import CELERY_LOST, ERROR, FINISHED, PENDING, RUNNING
 from taskjobs.report import build_report
-from taskjobs.store import Store, stats
+from taskjobs.store import Store, dialects, stats
 from taskjobs.store.tables import STAT_FIGURES, jobs, stat_log
 from taskjobs.web.metrics import BUCKETS
 from tests.waiting import wait_for
@@ -269,6 +269,40 @@ def test_an_update_that_changes_no_figure_logs_nothing(store: Store) -> None:
     store.append_message("j", "step 1\n", MOMENT + timedelta(seconds=1))
     transition("j", RUNNING, {"name": "t"}, at=MOMENT + timedelta(seconds=2), message="x\n",
                seq=1)  # fmt: skip
+    assert unfolded(store) == 0
+
+
+def test_a_fold_on_another_database_of_the_server_does_not_hold_this_one_back(
+    store: Store, db_kind: str, fresh_url: str
+) -> None:
+    """Two stores on one server fold each in turn: the fold's lock is the database's, also on
+    MySQL, whose named locks are the server's."""
+    if db_kind == "sqlite":
+        pytest.skip("a SQLite file is a database and its server at once")
+    other = Store(fresh_url)
+    other.upgrade()
+    transition("j", FINISHED, {"name": "t"}, at=MOMENT, seq=1)
+    try:
+        with (
+            other.engine.begin() as connection,
+            dialects.try_lock(connection, key=stats.FOLD_LOCK, name=stats.FOLD_LOCK_NAME) as held,
+        ):
+            assert held, "this test is the other store's fold"
+            assert store.fold_stats() == 1
+            with (
+                store.engine.begin() as mine,
+                dialects.try_lock(mine, key=stats.FOLD_LOCK, name=stats.FOLD_LOCK_NAME) as taken,
+            ):
+                assert taken, "this store's lock is its own"
+                with (
+                    other.engine.begin() as again,
+                    dialects.try_lock(
+                        again, key=stats.FOLD_LOCK, name=stats.FOLD_LOCK_NAME
+                    ) as twice,
+                ):
+                    assert not twice, "one fold at a time in one database"
+    finally:
+        other.dispose()
     assert unfolded(store) == 0
 
 
