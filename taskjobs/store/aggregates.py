@@ -82,13 +82,8 @@ def timeline(
 ) -> list[tuple[int, str, int]]:
     """(bucket, status, count) of the jobs that ended (finished or error) in [since, until),
     both on a minute, bucket ``n`` covering the ``n``-th ``bucket_seconds`` from ``since``."""
-    width = bucket_seconds(since, until)
-    ended = stats.Figures(connection, [stats.ENDED], [(60, since, until)], unfolded,
-                          by_bucket=True)  # fmt: skip
-    counts: dict[tuple[int, str], int] = defaultdict(int)
-    for _, status, start, count, _ in ended.of(stats.ENDED):
-        counts[(int((start - since).total_seconds() // width), status)] += count
-    return [(bucket, status, count) for (bucket, status), count in sorted(counts.items())]
+    counts = stats.ended(connection, since, until, bucket_seconds(since, until), unfolded)
+    return [(bucket, status, count) for (bucket, status), count in sorted(counts.items()) if count]
 
 
 def _percentiles(window: stats.Figures, kind: str) -> dict[str, dict[str, float]]:

@@ -159,3 +159,32 @@ def _sum(element: count_sum, compiler: Any, **kw: Any) -> str:
 @compiles(count_sum, POSTGRESQL)
 def _sum_in_32_bits(element: count_sum, compiler: Any, **kw: Any) -> str:
     return f"sum(CAST({compiler.process(element.clauses, **kw)} AS INTEGER))"
+
+
+class buckets_since(sa.sql.functions.FunctionElement[int]):  # noqa: N801 (an SQL function's)
+    """``buckets_since(at, since, width)``: which bucket of ``width`` whole seconds from
+    ``since`` the time ``at`` (at or after it) falls in, counted by the database."""
+
+    type = sa.Integer()
+    inherit_cache = True
+    name = "buckets_since"
+
+
+@compiles(buckets_since)
+def _buckets_since(element: buckets_since, compiler: Any, **kw: Any) -> str:
+    # SQLite stores times as text, which strftime('%s') reads as seconds since the epoch.
+    at, since, width = (compiler.process(clause, **kw) for clause in element.clauses)
+    seconds = f"CAST(strftime('%s', {at}) AS INTEGER) - CAST(strftime('%s', {since}) AS INTEGER)"
+    return f"(({seconds}) / {width})"
+
+
+@compiles(buckets_since, POSTGRESQL)
+def _buckets_since_postgresql(element: buckets_since, compiler: Any, **kw: Any) -> str:
+    at, since, width = (compiler.process(clause, **kw) for clause in element.clauses)
+    return f"(CAST(EXTRACT(EPOCH FROM ({at} - {since})) AS BIGINT) / {width})"
+
+
+@compiles(buckets_since, *MYSQL)
+def _buckets_since_mysql(element: buckets_since, compiler: Any, **kw: Any) -> str:
+    at, since, width = (compiler.process(clause, **kw) for clause in element.clauses)
+    return f"(TIMESTAMPDIFF(SECOND, {since}, {at}) DIV {width})"

@@ -252,9 +252,13 @@ def test_a_workers_last_seen_is_its_heartbeat_not_its_jobs_changes(store: Store)
     assert worker.processed == 1
 
 
-def test_the_timeline_counts_what_ended_in_each_stretch_of_the_window() -> None:
+@pytest.mark.parametrize("folded", [False, True], ids=["as logged", "folded"])
+def test_the_timeline_counts_what_ended_in_each_stretch_of_the_window(
+    store: Store, folded: bool
+) -> None:
     """Three hours in sixty stretches of three minutes, oldest first: the jobs that ended in
-    each, whichever minute of it they ended in; a stretch where none ended counts none."""
+    each, whichever minute of it they ended in; a stretch where none ended counts none. The
+    same whether the database or the reader adds the minutes up (folded or not yet)."""
     since = datetime(2026, 1, 1, tzinfo=timezone.utc)
     ends = {
         "f1": ("finished", timedelta(seconds=30)),
@@ -265,6 +269,8 @@ def test_the_timeline_counts_what_ended_in_each_stretch_of_the_window() -> None:
     }
     for job_id, (state, end) in ends.items():
         transition(job_id, state, {"name": "t", "finished_at": since + end}, at=since)
+    if folded:
+        assert store.fold_stats() == len(ends)
     report = build_report(since=since, until=since + timedelta(hours=3))
     empty = [
         Bucket(start=since + timedelta(minutes=3 * i), finished=0, failed=0) for i in range(60)
