@@ -303,7 +303,7 @@ class Figures:
         unfolded: Backlog,
     ) -> None:
         # kind -> (name, label) -> [jobs, total]
-        self.sums: dict[str, dict[tuple[Any, ...], list[Any]]] = {kind: {} for kind in kinds}
+        self.sums: dict[str, dict[tuple[str, str], list[Any]]] = {kind: {} for kind in kinds}
         if ranges and kinds:
             query = _figures_query(tuple(kinds), tuple(width for width, _, _ in ranges))
             edges = {f"{side}_{i}": at for i, (_, start, end) in enumerate(ranges)
