@@ -17,8 +17,9 @@ from celery import Celery, signals
 from sqlalchemy.pool import NullPool
 
 import taskjobs
+from taskjobs.store import reads
 from taskjobs.store.engine import parse_url
-from taskjobs.store.tables import jobs, transitions
+from taskjobs.store.tables import jobs
 
 
 def make_app(
@@ -105,7 +106,7 @@ def _write_stored_status(sender: Any = None, task_id: str | None = None, args: A
     and before the worker acknowledges an ``acks_late`` message), write to the file it names
     the status and history of its job as a connection of its own reads them from the database:
     what is committed at that moment."""
-    if getattr(sender, "name", None) != stored_when_done.name or not args:
+    if getattr(sender, "name", None) != stored_when_done.name or not args or task_id is None:
         return
     engine = sa.create_engine(parse_url(os.environ["TASKJOBS_DATABASE_URL"]), poolclass=NullPool)
     try:
@@ -113,12 +114,9 @@ def _write_stored_status(sender: Any = None, task_id: str | None = None, args: A
             status = connection.execute(
                 sa.select(jobs.c.status).where(jobs.c.id == task_id)
             ).scalar()
-            history = connection.execute(
-                sa.select(transitions.c.celery_state)
-                .where(transitions.c.job_id == task_id)
-                .order_by(transitions.c.id)
-            ).scalars()
-            Path(args[0]).write_text(json.dumps({"status": status, "history": list(history)}))
+            # In the order users see it: a publish that landed after the end still comes first.
+            history = [step.celery_state for step in reads.history(connection, task_id)]
+            Path(args[0]).write_text(json.dumps({"status": status, "history": history}))
     finally:
         engine.dispose()
 
