@@ -180,7 +180,7 @@ def plans(store: Store) -> dict[str, str]:
         .group_by(c.name, c.status),
         "history": sa.select(transitions)
         .where(transitions.c.job_id == "x")
-        .order_by(transitions.c.id),
+        .order_by(transitions.c.at, transitions.c.id),
     }
     dialect = store.engine.dialect
     found = {}

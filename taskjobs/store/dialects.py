@@ -74,6 +74,20 @@ def upsert(
     )
 
 
+def insert_new(
+    dialect: str, table: sa.Table, columns: Sequence[str], rows: Any, key: Sequence[str]
+) -> Any:
+    """An INSERT into ``table``'s ``columns`` of the ``rows`` of a SELECT that skips each row
+    whose ``key``, the columns of a unique index, the table holds already: also one that
+    another transaction inserted after this statement began, and committed while this one
+    waited for a lock (the statement's own reads do not see it on PostgreSQL)."""
+    insert: Any = _INSERTS[dialect](table).from_select(list(columns), rows)
+    if is_mysql(dialect):
+        # MySQL has no DO NOTHING; INSERT IGNORE would also turn other errors into warnings.
+        return insert.on_duplicate_key_update({key[0]: table.c[key[0]]})
+    return insert.on_conflict_do_nothing(index_elements=[table.c[column] for column in key])
+
+
 def unnested(table: sa.Table, names: Sequence[str]) -> Any:
     """Rows of ``table``'s columns ``names`` as one relation (a CTE named ``batch``), bound as
     one parameter, ``batch``, that holds them all as JSON (see ``batch_of``): PostgreSQL's

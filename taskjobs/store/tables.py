@@ -140,6 +140,12 @@ IS_PENDING = jobs.c.status == sa.literal_column(f"'{PENDING}'")
 # Big enough for a transition log that grows forever; SQLite's rowid is already 64-bit.
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
+# What makes a history row one step of its job's: the job, the time and the Celery state. A
+# step written twice at once (by the publisher and by the worker that received its message)
+# is one row: the index refuses the second (see ``writes.log_history``), and reads a job's
+# history by its first column.
+TRANSITION_KEY = ("job_id", "at", "celery_state")
+
 # One row per applied write to a job: its state after the write, when, where, which attempt.
 transitions = sa.Table(
     TRANSITIONS_TABLE,
@@ -151,7 +157,7 @@ transitions = sa.Table(
     key_column("worker", nullable=True),
     sa.Column("retries", sa.Integer, nullable=True),
     sa.Column("at", UTCDateTime, nullable=False),
-    sa.Index("ix_taskjobs_transitions_job_id", "job_id", "id"),
+    sa.Index("ux_taskjobs_transitions_step", *TRANSITION_KEY, unique=True),
     mysql_charset="utf8mb4",
     mysql_engine="InnoDB",
 )

@@ -223,6 +223,10 @@ def _presume_ended(
     ).rowcount
     if ended:
         connection.execute(
-            log_history(jobs, sa.and_(scope, c.updated_at == at, c.celery_state == celery_state))
+            log_history(
+                connection.dialect.name,
+                jobs,
+                sa.and_(scope, c.updated_at == at, c.celery_state == celery_state),
+            )
         )
     return int(ended)

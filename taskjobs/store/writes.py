@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from taskjobs.lifecycle import Event
 from taskjobs.model import STAGES_PER_ATTEMPT
 from taskjobs.store import dialects
-from taskjobs.store.tables import jobs, transitions
+from taskjobs.store.tables import TRANSITION_KEY, jobs, transitions
 
 
 def _bind(name: str, column: str | None = None) -> Any:
@@ -125,10 +125,22 @@ def assignments(shape: Shape, new: Callable[[str], Any]) -> list[tuple[str, Any]
     return updates
 
 
-def log_history(source: Any, applied: Any) -> Any:
+def log_history(dialect: str, source: Any, applied: Any) -> Any:
     """Copy into the history the state of the ``source`` rows (jobs, or the rows a write
     returned) that match ``applied``."""
-    return sa.insert(transitions).from_select(list(_TRANSITION_COLUMNS), _logged(source, applied))
+    return _insert_history(dialect, _logged(source, applied))
+
+
+def _insert_history(dialect: str, rows: Any) -> Any:
+    """Insert ``rows`` (job id, state, time) into the history, each unless it is there.
+
+    The rows are selected ``_unlogged``: that probe skips a step that its job's history
+    already holds. But two writes of one step may run at once: the publisher's and the
+    worker's of one publish (the worker writes it from the message, in case the publisher's is
+    late or lost). On PostgreSQL the second one's probe reads the history as it was when its
+    statement began, before it waited for the job's row: the unique index on the step is what
+    keeps it from logging the step again."""
+    return dialects.insert_new(dialect, transitions, _TRANSITION_COLUMNS, rows, TRANSITION_KEY)
 
 
 def _logged(source: Any, applied: Any) -> Any:
@@ -165,12 +177,11 @@ class Writer:
         # Where one statement cannot do both, the history insert that follows each write, and
         # the one that follows each ``logged_late`` write (see ``_late``).
         self._history = log_history(
-            jobs, sa.and_(jobs.c.id == _bind("id"), jobs.c.updated_at == _UPDATED_AT)
+            dialect, jobs, sa.and_(jobs.c.id == _bind("id"), jobs.c.updated_at == _UPDATED_AT)
         )
         late = {name: _bind(name) for name in _STATE_COLUMNS}
-        self._late_history = sa.insert(transitions).from_select(
-            list(_TRANSITION_COLUMNS),
-            _late(jobs, late, _UPDATED_AT).where(jobs.c.id == _bind("id")),
+        self._late_history = _insert_history(
+            dialect, _late(jobs, late, _UPDATED_AT).where(jobs.c.id == _bind("id"))
         )
 
     def write(self, connection: sa.Connection, event: Event) -> None:
@@ -220,7 +231,7 @@ class Writer:
                 [(event.job_id, _at(event)) for event in events]
             )
             ids = jobs.c.id.in_([event.job_id for event in events])  # the key's range, for MySQL
-            logged = connection.execute(log_history(jobs, sa.and_(ids, written)))
+            logged = connection.execute(log_history(self.dialect, jobs, sa.and_(ids, written)))
         return logged.rowcount < len(events)
 
     def _statement(self, shape: Shape, batch: bool) -> Any:
@@ -257,7 +268,7 @@ class Writer:
                 name: value(name) if name in shape.values else sa.null() for name in _STATE_COLUMNS
             }
             logged = sa.union_all(logged, _late(up, state, at).where(mine))
-        return sa.insert(transitions).from_select(list(_TRANSITION_COLUMNS), logged)
+        return _insert_history(self.dialect, logged)
 
     def _upsert(self, shape: Shape) -> Any:
         """The INSERT ... ON CONFLICT / ON DUPLICATE KEY statement of one shape of write, its
