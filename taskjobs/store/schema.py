@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import threading
 from pathlib import Path
 from typing import Any
@@ -16,11 +17,14 @@ from sqlalchemy import Connection, Engine, text
 from taskjobs.store.dialects import POSTGRESQL, is_mysql
 from taskjobs.store.tables import VERSION_TABLE
 
+logger = logging.getLogger("taskjobs")
+
 MIGRATIONS = Path(__file__).with_name("migrations")
 # Key of the database-wide lock that lets one process at a time migrate (PostgreSQL, MySQL).
 LOCK_NAME = "taskjobs_migrate"
 LOCK_KEY = 0x7461736B6A6F6273  # "taskjobs"
-# Seconds a process waits for another one's migration to finish (MySQL's GET_LOCK).
+# Seconds between a waiting process's reports that another one still migrates (MySQL's
+# GET_LOCK waits at most that long at once).
 LOCK_TIMEOUT = 60
 # Alembic runs a migration through module-level proxies (``alembic.context``, ``alembic.op``):
 # two threads migrating two databases at once would replace each other's.
@@ -95,14 +99,22 @@ def upgrade(engine: Engine, *, write_option: dict[str, Any]) -> tuple[str | None
 
 
 def _lock(connection: Connection) -> None:
-    """Wait until no other process migrates this database (SQLite: BEGIN IMMEDIATE did it)."""
+    """Wait until no other process migrates this database (SQLite: BEGIN IMMEDIATE did it),
+    however long its migration takes (a table copy on MySQL may take minutes), saying so every
+    ``LOCK_TIMEOUT`` seconds."""
     dialect = connection.dialect.name
     if dialect == POSTGRESQL:
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
     elif is_mysql(dialect):
-        connection.execute(
-            text("SELECT GET_LOCK(:name, :timeout)"), {"name": LOCK_NAME, "timeout": LOCK_TIMEOUT}
-        )
+        waited = 0
+        lock = text("SELECT GET_LOCK(:name, :timeout)")
+        # 1 once held, 0 when the wait timed out (NULL on an error, which PyMySQL raises).
+        while not connection.execute(lock, {"name": LOCK_NAME, "timeout": LOCK_TIMEOUT}).scalar():
+            waited += LOCK_TIMEOUT
+            logger.warning(
+                "taskjobs: another process has been migrating the job store's schema for %d s "
+                "or more; waiting for it to finish", waited,
+            )  # fmt: skip
 
 
 def _unlock(connection: Connection) -> None:

@@ -31,9 +31,10 @@ from taskjobs.model import (
     order_key,
     utcnow,
 )
-from taskjobs.store import JobQuery, Store, Transition, Worker, stats, store_for
+from taskjobs.store import JobQuery, Store, Transition, Worker, schema, stats, store_for
 from taskjobs.store.schema import alembic_config, head_revision
 from taskjobs.store.tables import JOBS_TABLE, VERSION_TABLE, metadata, stat_log
+from tests.waiting import wait_for
 from tests.writes import count_statements, transition
 
 
@@ -452,6 +453,37 @@ def test_many_processes_may_migrate_an_empty_database_at_once(fresh_url: str) ->
     assert [p.returncode for p in processes] == [0] * 4, outputs
     store = Store(fresh_url)
     assert store.revision() == head_revision()
+    store.dispose()
+
+
+def test_a_migration_that_outlasts_the_wait_is_still_waited_for(
+    fresh_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A long migration (MySQL copies a table to change a column) holds the migration lock
+    for minutes: a process starting meanwhile waits for it, saying so, and never migrates the
+    same revisions beside it."""
+    if not fresh_url.startswith("mysql"):
+        pytest.skip("MySQL's lock waits have a timeout; PostgreSQL's and SQLite's wait as long")
+    monkeypatch.setattr(schema, "LOCK_TIMEOUT", 1)
+    store = Store(fresh_url)
+    with store.engine.begin() as connection:
+        command.upgrade(alembic_config(connection), "0012")
+    done: list[object] = []
+
+    def upgrade() -> None:
+        other = Store(fresh_url)
+        done.append(other.upgrade())
+        other.dispose()
+
+    with store.engine.connect() as migrating:
+        migrating.execute(sa.select(sa.func.get_lock(schema.LOCK_NAME, 0)))
+        waiting = threading.Thread(target=upgrade)
+        waiting.start()
+        wait_for(lambda: "another process has been migrating" in caplog.text, what="a warning")
+        assert store.revision() == "0012" and not done
+        migrating.execute(sa.select(sa.func.release_lock(schema.LOCK_NAME)))
+    waiting.join(timeout=60)
+    assert done == [("0012", head_revision())]
     store.dispose()
 
 
