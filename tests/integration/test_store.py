@@ -457,7 +457,7 @@ def test_many_processes_may_migrate_an_empty_database_at_once(fresh_url: str) ->
 
 
 def test_a_migration_that_outlasts_the_wait_is_still_waited_for(
-    fresh_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    fresh_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A long migration (MySQL copies a table to change a column) holds the migration lock
     for minutes: a process starting meanwhile waits for it, saying so, and never migrates the
@@ -465,6 +465,10 @@ def test_a_migration_that_outlasts_the_wait_is_still_waited_for(
     if not fresh_url.startswith("mysql"):
         pytest.skip("MySQL's lock waits have a timeout; PostgreSQL's and SQLite's wait as long")
     monkeypatch.setattr(schema, "LOCK_TIMEOUT", 1)
+    # What the waiting process logs (another test's logging setup may have turned the
+    # "taskjobs" logger off in this process).
+    warnings: list[str] = []
+    monkeypatch.setattr(schema, "logger", Recorded(warnings))
     store = Store(fresh_url)
     with store.engine.begin() as connection:
         command.upgrade(alembic_config(connection), "0012")
@@ -475,16 +479,28 @@ def test_a_migration_that_outlasts_the_wait_is_still_waited_for(
         done.append(other.upgrade())
         other.dispose()
 
-    with store.engine.connect() as migrating:
-        migrating.execute(sa.select(sa.func.get_lock(schema.LOCK_NAME, 0)))
-        waiting = threading.Thread(target=upgrade)
-        waiting.start()
-        wait_for(lambda: "another process has been migrating" in caplog.text, what="a warning")
-        assert store.revision() == "0012" and not done
-        migrating.execute(sa.select(sa.func.release_lock(schema.LOCK_NAME)))
+    waiting = threading.Thread(target=upgrade)
+    try:
+        with store.engine.connect() as migrating:
+            migrating.execute(sa.select(sa.func.get_lock(schema.LOCK_NAME, 0)))
+            waiting.start()
+            wait_for(lambda: warnings, what="a warning that it waits")
+            assert "another process has been migrating" in warnings[0]
+            assert store.revision() == "0012" and not done
+    finally:
+        store.dispose()  # closes the connection: the server releases its lock
     waiting.join(timeout=60)
     assert done == [("0012", head_revision())]
-    store.dispose()
+
+
+@dataclasses.dataclass
+class Recorded:
+    """A logger that keeps the text of the warnings it gets."""
+
+    warnings: list[str]
+
+    def warning(self, message: str, *args: object) -> None:
+        self.warnings.append(message % args)
 
 
 def test_cli_db_upgrade_and_current(fresh_url: str) -> None:
