@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 import taskjobs  # noqa: E402
 from bench.harness import save_results  # noqa: E402
-from bench.queries import seed, settle, timed  # noqa: E402
+from bench.queries import UNENDED_STATUSES, seed, settle, timed  # noqa: E402
 from taskjobs.model import utcnow  # noqa: E402
 from taskjobs.report import build_report  # noqa: E402
 from taskjobs.store import stats  # noqa: E402
@@ -87,8 +87,13 @@ def run(url: str, count: int, options: argparse.Namespace) -> dict[str, Any]:
     with store.engine.connect() as connection:
         held = connection.scalar(sa.select(sa.func.count()).select_from(jobs))
     if held:
-        print(f"  {held:,} jobs there already: not seeded")
-        result["jobs_found"] = held
+        # Seeded by an earlier run, perhaps with another --unended: what the store holds.
+        with store.engine.connect() as connection:
+            unended = connection.scalar(
+                sa.select(sa.func.count()).where(jobs.c.status.in_(UNENDED_STATUSES))
+            )
+        print(f"  {held:,} jobs there already ({unended:,} unended): not seeded")
+        result["jobs_found"], result["unended_found"] = held, unended
     else:
         started = time.perf_counter()
         seed(store, count, random.Random(1234), fold=False, days=options.days,
