@@ -90,6 +90,8 @@ def test_taskjobs_reap_marks_the_jobs_of_a_dead_worker(fresh_stack: Stack, tmp_p
     job_in(result.id, "running")
     kill_worker(only, running_child(gate))
 
+    said: list[str] = []
+
     def reap() -> str:
         done = subprocess.run(
             [sys.executable, "-m", "taskjobs.cli", "reap", "--timeout", "2s", "--db", stack.url],
@@ -98,9 +100,17 @@ def test_taskjobs_reap_marks_the_jobs_of_a_dead_worker(fresh_stack: Stack, tmp_p
             timeout=60,
         )
         assert done.returncode == 0, done.stderr
+        said.append(done.stdout + done.stderr)
         return "marked lost" in done.stdout and done.stdout
 
-    assert f"{only.name}: silent, 1 running job marked lost" in wait_for(reap, timeout=60)
+    def state() -> str:
+        return f"a reap to mark the job lost; the last reap said {said[-1:]!r}, the job is " + (
+            f"{findJob(result.id)[0]}, the workers {current_store().list_workers()}"
+        )
+
+    assert f"{only.name}: silent, 1 running job marked lost" in wait_for(
+        reap, timeout=60, what=state
+    )
     assert getJob(result.id, "error")["celery_state"] == "LOST"  # type: ignore[index]
 
 
