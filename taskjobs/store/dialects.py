@@ -40,6 +40,20 @@ def writable_cte(dialect: str) -> bool:
     return dialect == POSTGRESQL
 
 
+def json_batches(dialect: str) -> bool:
+    """Whether a statement of many rows takes them as one JSON parameter (``unnested``,
+    ``batch_of``): on PostgreSQL, where psycopg would run it once a row, at some 17 µs of
+    Python each. PyMySQL sends one multi-row INSERT, and SQLite's ``executemany`` runs in C."""
+    return dialect == POSTGRESQL
+
+
+def deletes_returning(dialect: sa.Dialect) -> bool:
+    """Whether a DELETE can pick its rows by a LIMITed subquery of its own table and return
+    them: PostgreSQL, and SQLite from 3.35; not MySQL, nor MariaDB (no LIMIT in such a
+    subquery)."""
+    return bool(dialect.delete_returning) and not is_mysql(dialect.name)
+
+
 def snapshot_isolation(dialect: str) -> bool:
     """Whether a transaction must ask for REPEATABLE READ for all its statements to read one
     snapshot: on PostgreSQL (whose default reads anew at each statement) and MySQL (in case a

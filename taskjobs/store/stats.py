@@ -92,6 +92,10 @@ def _edges() -> tuple[float, ...]:
 EDGES = _edges()
 
 
+# Each edge as its bin's label, formatted once.
+_LABELS = tuple(format(edge, "g") for edge in EDGES)
+
+
 def bin_label(seconds: float) -> str:
     """The histogram bin of a duration: the smallest of ``EDGES`` at or above it, as text
     ("0.1", "0.1264"), so less than 10% above it; "0" for zero or less (a clock that went
@@ -101,7 +105,7 @@ def bin_label(seconds: float) -> str:
     index = bisect.bisect_left(EDGES, seconds)
     if index == len(EDGES):
         return str(math.ceil(seconds))
-    return format(EDGES[index], "g")
+    return _LABELS[index]
 
 
 def bin_bound(label: str) -> float:
@@ -117,43 +121,64 @@ def bucket_start(at: datetime, width: int) -> datetime:
     return EPOCH + timedelta(seconds=seconds)
 
 
-def expand(change: Mapping[str, Any]) -> Iterator[tuple[Key, int, float]]:
-    """What one logged change adds to the aggregates: (key, jobs, total) for every bucket and
-    kind it counts in."""
+# What a side of a change counts in, but for its bucket widths: (kind, name, label, sign,
+# minute, widths), ``minute`` the one it counts from (since the epoch) in each of ``widths``.
+Part = tuple[str, str, str, int, int, tuple[int, ...]]
+_EVER = (0, (ALL_TIME,))
+
+
+def parts(change: Mapping[str, Any]) -> Iterator[tuple[Part, float]]:
+    """What one side of a logged change counts in, each part with the total it adds. A part
+    spans buckets of several widths, and many sides share one (a busy minute of one task):
+    they are added up as parts first, then spread over their buckets (``expand_part``)."""
     sign = int(change["sign"])
     name = change["name"] or ""
     status = change["status"]
     created = change["created_at"]
-    created_keys = [(width, bucket_start(created, width)) for width in WIDTHS]
-    every_time = (ALL_TIME, EPOCH)
-
-    def counted(
-        kind: str, label: str, total: float, buckets: Iterable[tuple[int, datetime]], who: str
-    ) -> Iterator[tuple[Key, int, float]]:
-        for width, start in buckets:
-            yield (width, start, kind, who, label), sign, sign * total
-
-    yield from counted(STATE, status, change["retries"] or 0, [*created_keys, every_time], name)
+    at_creation = (_minute(created), WIDTHS)
+    retries = change["retries"] or 0
+    yield (STATE, name, status, sign, *at_creation), retries
+    yield (STATE, name, status, sign, *_EVER), retries
     if change["worker"] is not None:
-        yield from counted(WORKER, status, 0.0, created_keys, change["worker"])
+        yield (WORKER, change["worker"], status, sign, *at_creation), 0.0
     if change["exc_type"] is not None:
-        yield from counted(EXCEPTION, change["exc_type"], 0.0, created_keys, name)
+        yield (EXCEPTION, name, change["exc_type"], sign, *at_creation), 0.0
     if status == ERROR:
         exception = change["exc_type"] or change["celery_state"] or ""
         lost = 1.0 if change["celery_state"] == CELERY_LOST else 0.0
-        yield from counted(FAILURE, exception, lost, [every_time], name)
+        yield (FAILURE, name, exception, sign, *_EVER), lost
     runtime = change["runtime"]
     if status in STARTED and runtime is not None:
-        yield from counted(RUNTIME, bin_label(runtime), runtime, created_keys, name)
+        yield (RUNTIME, name, bin_label(runtime), sign, *at_creation), runtime
     if status in STARTED and change["started_at"] is not None:
         # From the ETA when there is one and it is later than the publish.
         eta = change["eta"]
         since = eta if eta is not None and eta > created else created
         wait = max((change["started_at"] - since).total_seconds(), 0.0)
-        yield from counted(WAIT, bin_label(wait), wait, created_keys, name)
+        yield (WAIT, name, bin_label(wait), sign, *at_creation), wait
     if status in (FINISHED, ERROR) and change["finished_at"] is not None:
-        minute = bucket_start(change["finished_at"], 60)
-        yield from counted(ENDED, status, 0.0, [(60, minute)], "")
+        yield (ENDED, "", status, sign, _minute(change["finished_at"]), (60,)), 0.0
+
+
+def expand_part(part: Part, count: int, total: float) -> Iterator[tuple[Key, int, float]]:
+    """What ``count`` sides that count in ``part`` add, ``total`` the sum of their values:
+    (key, jobs, total) for each of its buckets."""
+    kind, name, label, sign, minute, widths = part
+    for width in widths:
+        start = EPOCH + timedelta(minutes=minute - minute % (width // 60)) if width else EPOCH
+        yield (width, start, kind, name, label), sign * count, sign * total
+
+
+def _minute(at: datetime) -> int:
+    """The minute of ``at``, counted from the epoch."""
+    return int(at.timestamp() // 60)
+
+
+def expand(change: Mapping[str, Any]) -> Iterator[tuple[Key, int, float]]:
+    """What one side of a logged change adds to the aggregates: (key, jobs, total) for every
+    bucket and kind it counts in."""
+    for part, total in parts(change):
+        yield from expand_part(part, 1, total)
 
 
 class ConcurrentFoldError(Exception):
@@ -168,24 +193,9 @@ def fold(connection: sa.Connection, limit: int = FOLD_BATCH) -> int:
     with dialects.try_lock(connection, key=FOLD_LOCK, name=FOLD_LOCK_NAME) as held:
         if not held:
             return 0
-        query = sa.select(stat_log).order_by(stat_log.c.id).limit(limit)
-        changes = list(connection.execute(query).mappings())
+        changes = _take(connection, limit)
         if not changes:
             return 0
-        # The changes are deleted first: a fold that deletes fewer than it read raced another
-        # one for them and must not count them. Only MySQL lets that happen: its lock is
-        # released before the commit, so the next fold may read what this one deleted but
-        # has not committed yet (its DELETE then waits for this commit and finds them gone).
-        ids = [change["id"] for change in changes]
-        deleted = 0
-        for start in range(0, len(ids), _DELETE_CHUNK):
-            chunk = ids[start : start + _DELETE_CHUNK]
-            found = connection.execute(sa.delete(stat_log).where(stat_log.c.id.in_(chunk)))
-            deleted += found.rowcount
-        if deleted != len(ids):
-            raise ConcurrentFoldError(
-                f"{len(ids) - deleted} of {len(ids)} changes were folded by another"
-            )
         sums = add_up(changes)
         rows = [
             {"width": w, "bucket_start": b, "kind": k, "name": n, "label": label,
@@ -194,12 +204,39 @@ def fold(connection: sa.Connection, limit: int = FOLD_BATCH) -> int:
             if jobs or total
         ]  # fmt: skip
         if rows:
-            batched = dialect == dialects.POSTGRESQL
+            batched = dialects.json_batches(dialect)
             connection.execute(_upsert(dialect), dialects.batch_of(rows) if batched else rows)
             emptied = [row for row in rows if row["jobs"] < 0]
             if emptied:
                 connection.execute(_delete_empty(), emptied)
         return len(changes)
+
+
+def _take(connection: sa.Connection, limit: int) -> list[sa.RowMapping]:
+    """Delete the oldest ``limit`` logged changes, and return them."""
+    if dialects.deletes_returning(connection.dialect):
+        # One statement, which the fold lock keeps from racing another fold's. Its id list,
+        # bound in the statement otherwise, cost more Python than the rest of a live fold.
+        oldest = sa.select(stat_log.c.id).order_by(stat_log.c.id).limit(limit)
+        taken = sa.delete(stat_log).where(stat_log.c.id.in_(oldest.scalar_subquery()))
+        return list(connection.execute(taken.returning(*stat_log.c)).mappings())
+    query = sa.select(stat_log).order_by(stat_log.c.id).limit(limit)
+    changes = list(connection.execute(query).mappings())
+    # The changes are deleted first: a fold that deletes fewer than it read raced another
+    # one for them and must not count them. MySQL lets that happen: its lock is released
+    # before the commit, so the next fold may read what this one deleted but has not
+    # committed yet (its DELETE then waits for this commit and finds them gone).
+    ids = [change["id"] for change in changes]
+    deleted = 0
+    for start in range(0, len(ids), _DELETE_CHUNK):
+        chunk = ids[start : start + _DELETE_CHUNK]
+        found = connection.execute(sa.delete(stat_log).where(stat_log.c.id.in_(chunk)))
+        deleted += found.rowcount
+    if deleted != len(ids):
+        raise ConcurrentFoldError(
+            f"{len(ids) - deleted} of {len(ids)} changes were folded by another"
+        )
+    return changes
 
 
 def sides(change: Mapping[Any, Any]) -> Iterator[dict[str, Any]]:
@@ -212,26 +249,32 @@ def sides(change: Mapping[Any, Any]) -> Iterator[dict[str, Any]]:
 
 def add_up(changes: Iterable[Mapping[Any, Any]]) -> dict[Key, list[Any]]:
     """The sums of jobs and totals per key that ``changes`` (rows of ``stat_log``) add."""
-    sums: dict[Key, list[Any]] = defaultdict(lambda: [0, 0.0])
+    added: dict[Part, list[Any]] = {}  # part -> [sides, total]
     for change in changes:
         for side in sides(change):
-            for key, jobs, total in expand(side):
-                entry = sums[key]
-                entry[0] += jobs
-                entry[1] += total
+            for part, total in parts(side):
+                entry = added.get(part)
+                if entry is None:
+                    added[part] = [1, total]
+                else:
+                    entry[0] += 1
+                    entry[1] += total
+    sums: dict[Key, list[Any]] = defaultdict(lambda: [0, 0.0])
+    for part, (count, total) in added.items():
+        for key, jobs, signed in expand_part(part, count, total):
+            entry = sums[key]
+            entry[0] += jobs
+            entry[1] += signed
     return sums
 
 
 @functools.cache
 def _upsert(dialect: str) -> Any:
-    """The statement that adds a fold's sums to the aggregates. On PostgreSQL it takes all the
-    rows in one execution, bound as one JSON parameter (``dialects.unnested``): run for each
-    row instead, psycopg and SQLAlchemy spent about 17 µs of Python a row, in the thread that
-    folds, a worker's heartbeat. Elsewhere it is run for many rows (one multi-row INSERT with
-    PyMySQL; SQLite's is in C)."""
+    """The statement that adds a fold's sums to the aggregates, for all its rows at once (on
+    PostgreSQL bound as one JSON parameter, see ``dialects.json_batches``)."""
     columns = ("width", "bucket_start", "kind", "name", "label", "jobs", "total")
     values: Mapping[str, Any] | sa.Select[Any]
-    if dialect == dialects.POSTGRESQL:
+    if dialects.json_batches(dialect):
         values = sa.select(dialects.unnested(stats, columns))
     else:
         values = {column: sa.bindparam(column, type_=stats.c[column].type) for column in columns}

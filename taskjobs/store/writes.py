@@ -201,7 +201,7 @@ class Writer:
             # PostgreSQL takes many rows as one JSON parameter, and one row as plain values:
             # with every write in the JSON form, the "grouped" mode (whose pool processes write
             # one row at a time) cost PostgreSQL more CPU a task in the saturation benchmark.
-            batch = len(rows) > 1 and dialects.writable_cte(self.dialect)
+            batch = len(rows) > 1 and dialects.json_batches(self.dialect)
             statement = self._statements.get((shape, batch))
             if statement is None:
                 statement = self._statement(shape, batch)

@@ -5,8 +5,13 @@ from __future__ import annotations
 
 import itertools
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
-from taskjobs.model import CELERY_LOST, ERROR, RUNNING
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from taskjobs.model import CELERY_LOST, ERROR, FINISHED, PENDING, RUNNING
 from taskjobs.store import stats
 from taskjobs.store.tables import STAT_FIGURES
 
@@ -124,3 +129,66 @@ def test_a_logged_change_takes_away_the_figures_before_it_and_adds_those_after_i
     assert sums[(*hour, stats.STATE, "tasks.a", RUNNING)] == [-1, 0.0]
     assert sums[(*hour, stats.STATE, "tasks.a", ERROR)] == [1, 0.0]
     assert sums[(stats.ALL_TIME, stats.EPOCH, stats.FAILURE, "tasks.a", CELERY_LOST)] == [1, 1.0]
+
+
+FIGURES = st.fixed_dictionaries(
+    {
+        "name": st.sampled_from(["tasks.a", "tasks.b", None]),
+        "status": st.sampled_from([PENDING, RUNNING, FINISHED, ERROR]),
+        "worker": st.sampled_from(["celery@w1", None]),
+        "exc_type": st.sampled_from(["ValueError", None]),
+        "celery_state": st.sampled_from([CELERY_LOST, "FAILURE", None]),
+        "retries": st.integers(0, 3),
+        # A few hours around the epoch's 4-hour bucket edges, to the microsecond.
+        "created_at": st.datetimes(
+            min_value=datetime(2026, 3, 1, 11), max_value=datetime(2026, 3, 1, 17),
+            timezones=st.just(timezone.utc),
+        ),
+        "eta": st.one_of(st.none(), st.floats(-5, 90)),
+        "started_at": st.one_of(st.none(), st.floats(-5, 90)),
+        "finished_at": st.one_of(st.none(), st.floats(0, 200)),
+        "runtime": st.one_of(st.none(), st.floats(0, 120)),
+    }
+)  # fmt: skip
+
+
+def _times(figures: dict[str, Any]) -> dict[str, Any]:
+    """Figures whose later times are drawn as seconds after the creation."""
+    created = figures["created_at"]
+    for column in ("eta", "started_at", "finished_at"):
+        if figures[column] is not None:
+            figures[column] = created + timedelta(seconds=figures[column])
+    return figures
+
+
+@given(st.lists(st.tuples(st.one_of(st.none(), FIGURES), st.one_of(st.none(), FIGURES)),
+                max_size=40))  # fmt: skip
+def test_a_batch_adds_up_to_the_sum_of_what_each_of_its_changes_adds(
+    drawn: list[tuple[dict[str, Any] | None, dict[str, Any] | None]],
+) -> None:
+    """A fold adds many sides up per part before it spreads them over buckets: that must come
+    to what each side adds on its own, in the buckets ``bucket_start`` puts it in."""
+    nothing = {figure: None for figure in STAT_FIGURES}
+    changes = [
+        {**{f"old_{k}": v for k, v in _times(old or dict(nothing)).items()},
+         **{f"new_{k}": v for k, v in _times(new or dict(nothing)).items()}}
+        for old, new in drawn
+    ]  # fmt: skip
+    wanted: dict[stats.Key, list[Any]] = {}
+    for change in changes:
+        for side in stats.sides(change):
+            keys = list(stats.expand(side))
+            created = side["created_at"]
+            in_state = {key[:2] for key, _, _ in keys if key[2] == stats.STATE}
+            assert in_state == {(width, stats.bucket_start(created, width))
+                                for width in (*stats.WIDTHS, stats.ALL_TIME)}  # fmt: skip
+            for key, jobs, total in keys:
+                entry = wanted.setdefault(key, [0, 0.0])
+                entry[0] += jobs
+                entry[1] += total
+    found = stats.add_up(changes)
+    assert {key: jobs for key, (jobs, _) in found.items() if jobs} == {
+        key: jobs for key, (jobs, _) in wanted.items() if jobs
+    }
+    for key, (_, total) in wanted.items():
+        assert found.get(key, [0, 0.0])[1] == pytest.approx(total, abs=1e-6)
