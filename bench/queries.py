@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -56,13 +56,15 @@ def seed(
     fold: bool = True,
     days: float = 7,
     unended: int | None = None,
+    names: Sequence[str] = NAMES,
+    workers: Sequence[str] = WORKERS,
 ) -> list[str]:
     """Insert ``count`` jobs (and one history row each) in batches, then (with ``fold``) fold
     the changes their inserts logged into the running aggregates, as a worker's heartbeat
     would; the jobs span the last ``days``. With ``unended``, only the newest ``unended`` jobs
     may be pending or running (an older job drawn so has finished), as in a live store, whose
     unended jobs are bounded by its workers' slots and its queues' backlog, not by its history.
-    Returns a sample of ids."""
+    ``names`` and ``workers`` are drawn from. Returns a sample of ids."""
     store.upgrade()
     now = utcnow()
     span = timedelta(days=days).total_seconds()
@@ -94,12 +96,12 @@ def seed(
                 rows.append(
                     {
                         "id": job_id,
-                        "name": rng.choice(NAMES),
+                        "name": rng.choice(names),
                         "user": rng.choice(USERS),
                         "request": '{"args": [1, 2], "kwargs": {}}',
                         "status": status,
                         "result": "3" if status == "finished" else None,
-                        "worker": rng.choice(WORKERS) if started else None,
+                        "worker": rng.choice(workers) if started else None,
                         "created_at": created,
                         "updated_at": created,
                         "started_at": started,
