@@ -16,7 +16,7 @@ from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import UnaryExpression
 
 from taskjobs.model import PENDING, bucket_seconds
-from taskjobs.store import reads, stats
+from taskjobs.store import histogram, reads, stats
 from taskjobs.store.reads import job_from_row
 from taskjobs.store.tables import IS_PENDING, IS_RUNNING, jobs, workers
 
@@ -91,7 +91,7 @@ def _percentiles(window: stats.Figures, kind: str) -> dict[str, dict[str, float]
     bins: dict[str, dict[str, int]] = defaultdict(dict)
     for name, label, count, _ in window.of(kind):
         bins[name][label] = count
-    return {name: stats.percentiles(found, PERCENTILES) for name, found in bins.items()}
+    return {name: histogram.percentiles(found, PERCENTILES) for name, found in bins.items()}
 
 
 def oldest(connection: sa.Connection, column: Any, where: Any) -> datetime | None:
@@ -123,14 +123,14 @@ def metrics_rows(
     one, jobs whose ETA is still ahead left out. ``histograms``: (name, then for the runtime and
     then the queue wait: the count at most each of ``buckets``, the count and the sum) over the
     jobs created since ``since`` (to the minute) that started. Each of ``buckets`` must be a
-    bound of the histograms' bins (``stats.EDGES``), so that its count is exact.
+    bound of the histograms' bins (``histogram.EDGES``), so that its count is exact.
     """
-    uneven = sorted(set(buckets) - set(stats.EDGES))
+    uneven = sorted(set(buckets) - set(histogram.EDGES))
     if uneven:
         raise ValueError(
             f"histogram bucket bounds {uneven} are not bounds of taskjobs' duration bins: "
             "pick round values (1, 2, 2.5, 3 or 5 times a power of ten, minutes, hours) or "
-            "others from taskjobs.store.stats.EDGES"
+            "others from taskjobs.store.histogram.EDGES"
         )
     c = jobs.c
     unfolded = stats.backlog(connection)
@@ -152,7 +152,8 @@ def metrics_rows(
     for offset, kind in enumerate((stats.RUNTIME, stats.WAIT)):
         for name, label, count, total in recent.of(kind):
             figures = counted.setdefault(name, [0] * (2 * width))
-            figures[offset * width + bisect.bisect_left(limits, stats.bin_bound(label))] += count
+            bound = histogram.bin_bound(label)
+            figures[offset * width + bisect.bisect_left(limits, bound)] += count
             figures[offset * width + width - 1] += total
     order = [limits.index(limit) for limit in buckets]
     histograms: dict[str, list[Any]] = {}

@@ -9,7 +9,7 @@ import pytest
 
 from taskjobs.model import PENDING, RUNNING, utcnow
 from taskjobs.report import SLOW_LIMIT, Bucket, build_report
-from taskjobs.store import Store, stats
+from taskjobs.store import Store, histogram
 from taskjobs.store.tables import jobs
 from tests.plans import analyze, plans_of
 from tests.writes import transition
@@ -216,7 +216,7 @@ def test_percentiles_are_the_nearest_rank_on_every_database() -> None:
     for i in range(1, 102):
         transition(f"r{i}", "finished", {"name": "many", "runtime": float(i)}, at=moment)
     (task,) = build_report(since=moment, until=moment + timedelta(hours=1)).tasks
-    bound = {value: stats.bin_bound(stats.bin_label(value)) for value in (51, 96, 101)}
+    bound = {value: histogram.bin_bound(histogram.bin_label(value)) for value in (51, 96, 101)}
     assert (task.runtime_p50, task.runtime_p95, task.runtime_max) == (bound[51], bound[96],
                                                                      bound[101])  # fmt: skip
     assert 51 < task.runtime_p50 < 51 * 1.1 and 101 < task.runtime_max < 101 * 1.1

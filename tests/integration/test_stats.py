@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from taskjobs.api.job import setJob
 from taskjobs.model import CELERY_LOST, ERROR, FINISHED, PENDING, RUNNING
 from taskjobs.report import build_report
-from taskjobs.store import Store, dialects, stats
+from taskjobs.store import Store, dialects, histogram, stats
 from taskjobs.store.tables import STAT_FIGURES, jobs, stat_log
 from taskjobs.web.metrics import BUCKETS
 from tests.waiting import wait_for
@@ -317,18 +317,18 @@ def test_a_read_that_meets_a_long_log_folds_it(store: Store, monkeypatch: Any) -
 
 
 def test_a_duration_counts_in_the_bin_of_the_next_bound_less_than_ten_percent_above() -> None:
-    assert [stats.bin_label(v) for v in (0.1234, 5.0, 0.3, 99.5, 101, 3600, 1e-7)] == [
+    assert [histogram.bin_label(v) for v in (0.1234, 5.0, 0.3, 99.5, 101, 3600, 1e-7)] == [
         "0.1264", "5", "0.3", "100", "105", "3600", "0.0001"
     ]  # fmt: skip
-    assert stats.bin_label(0) == stats.bin_label(-2.5) == "0"
-    assert stats.bin_label(2e7) == "20000000"  # past the last bound: whole seconds
-    bounds = stats.EDGES
+    assert histogram.bin_label(0) == histogram.bin_label(-2.5) == "0"
+    assert histogram.bin_label(2e7) == "20000000"  # past the last bound: whole seconds
+    bounds = histogram.EDGES
     assert all(upper / lower < 1.1 for lower, upper in itertools.pairwise(bounds))
     # The metrics' bucket bounds are bin bounds: their counts are exact.
     assert set(BUCKETS) <= set(bounds)
     rng = random.Random(3)
     for value in (10 ** rng.uniform(-4, 7) for _ in range(1000)):
-        assert value <= stats.bin_bound(stats.bin_label(value)) < value * 1.1
+        assert value <= histogram.bin_bound(histogram.bin_label(value)) < value * 1.1
 
 
 def test_a_window_is_covered_by_whole_four_hours_then_hours_ten_minutes_and_minutes() -> None:

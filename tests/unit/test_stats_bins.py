@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from taskjobs.model import CELERY_LOST, ERROR, FINISHED, PENDING, RUNNING
-from taskjobs.store import stats
+from taskjobs.store import histogram, stats
 from taskjobs.store.tables import STAT_FIGURES
 
 ROUND = {float(f"{m}e{e}") for e in range(-4, 8) for m in (1, 2, 2.5, 3, 5) if m * 10**e <= 1e7}
@@ -24,7 +24,7 @@ def test_the_bounds_run_from_a_tenth_of_a_millisecond_to_115_days_at_most_9_1_pe
     None
 ):
     # Built afresh: ``EDGES`` is computed once, when the module is imported.
-    edges = stats._edges()
+    edges = histogram._edges()
     assert edges[0] == 1e-4 and edges[-1] == 1e7
     assert list(edges) == sorted(set(edges))
     assert max(upper / lower for lower, upper in itertools.pairwise(edges)) < 1.091
@@ -34,21 +34,22 @@ def test_the_bounds_run_from_a_tenth_of_a_millisecond_to_115_days_at_most_9_1_pe
 
 
 def test_round_values_are_bounds_so_their_percentiles_and_counts_are_exact() -> None:
-    edges = set(stats._edges())
+    edges = set(histogram._edges())
     assert edges >= ROUND
     assert edges >= MINUTES_AND_HOURS
-    assert all(stats.bin_label(value) == format(value, "g") for value in ROUND | MINUTES_AND_HOURS)
+    round_values = ROUND | MINUTES_AND_HOURS
+    assert all(histogram.bin_label(value) == format(value, "g") for value in round_values)
     # A bucket of 0.3 s is 0.3 s, not 3 * 0.1 (0.30000000000000004) that no user would write.
-    assert 0.3 in edges and stats.bin_bound(stats.bin_label(0.3)) == 0.3
+    assert 0.3 in edges and histogram.bin_bound(histogram.bin_label(0.3)) == 0.3
 
 
 def test_percentiles_are_nearest_rank_bin_bounds_of_the_bins_that_count_jobs() -> None:
     # An emptied bin (its jobs purged) counts for nothing, not even the maximum.
-    assert stats.percentiles({"0.5": 3, "2": 1, "100": 0}, (50, 95)) == {
+    assert histogram.percentiles({"0.5": 3, "2": 1, "100": 0}, (50, 95)) == {
         "max": 2.0, "p50": 0.5, "p95": 2.0
     }  # fmt: skip
-    assert stats.percentiles({"0.5": 19, "2": 1}, (95,)) == {"max": 2.0, "p95": 0.5}
-    assert stats.percentiles({}, (50,)) == {}
+    assert histogram.percentiles({"0.5": 19, "2": 1}, (95,)) == {"max": 2.0, "p95": 0.5}
+    assert histogram.percentiles({}, (50,)) == {}
 
 
 def test_a_job_counts_in_the_aggregates_of_its_minute_ten_minutes_hour_four_hours_and_end() -> None:

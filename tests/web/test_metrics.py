@@ -17,7 +17,8 @@ from taskjobs import lifecycle
 from taskjobs.api.job import setJob
 from taskjobs.lifecycle import Lineage
 from taskjobs.model import utcnow
-from taskjobs.store import Store, stats
+from taskjobs.store import Store
+from taskjobs.store.histogram import EDGES
 from taskjobs.web import create_app
 from taskjobs.web.metrics import BUCKETS
 from tests.web.seed import HOSTILE, Seeded
@@ -231,10 +232,10 @@ def test_histogram_bounds_that_are_not_bin_bounds_are_refused_saying_what_to_pic
     assert str(refused.value) == (
         "histogram bucket bounds [0.7, 4.0] are not bounds of taskjobs' duration bins: pick "
         "round values (1, 2, 2.5, 3 or 5 times a power of ten, minutes, hours) or others from "
-        "taskjobs.store.stats.EDGES"
+        "taskjobs.store.histogram.EDGES"
     )
     # What it suggests is accepted: round values, and any of the bins' bounds.
-    round_values = (0.3, 2.5, 5.0, 60.0, 3600.0, stats.EDGES[7])
+    round_values = (0.3, 2.5, 5.0, 60.0, 3600.0, EDGES[7])
     store.metrics_rows(now=now, since=now - timedelta(hours=1), buckets=round_values)
 
 
