@@ -65,6 +65,14 @@ def retry_twice(self: Any, value: str) -> str:
 
 
 @app.task
+def own_pid(fail: bool = False) -> int:
+    """The pid of the pool process that ran it, returned, or in a ``ValueError`` raised."""
+    if fail:
+        raise ValueError(os.getpid())
+    return os.getpid()
+
+
+@app.task
 def sleep(seconds: float) -> float:
     time.sleep(seconds)
     return seconds

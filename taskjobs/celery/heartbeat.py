@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 
 from taskjobs import liveness
+from taskjobs.celery.outcomes import WATCH_EVERY
 from taskjobs.settings import Settings
 from taskjobs.store import Store
 
@@ -27,14 +28,24 @@ FOLD_LIMIT = 100_000
 
 class Heart(threading.Thread):
     """Beats for worker ``name`` every interval; reaps silent workers after each beat; folds the
-    running aggregates every ``FOLD_EVERY`` seconds; now and then deletes jobs past their time
-    to keep. ``store_of()`` says where, at each beat: the
-    store of the worker's app, which ``configure(url)`` may change."""
+    running aggregates every ``FOLD_EVERY`` seconds; calls ``watch`` (if any) every
+    ``WATCH_EVERY`` seconds; now and then deletes jobs past their time to keep. ``store_of()``
+    says where, at each beat: the store of the worker's app, which ``configure(url)`` may
+    change."""
 
-    def __init__(self, name: str, settings: Settings, store_of: Callable[[], Store]) -> None:
+    def __init__(
+        self,
+        name: str,
+        settings: Settings,
+        store_of: Callable[[], Store],
+        watch: Callable[[], object] | None = None,
+    ) -> None:
         super().__init__(name=f"taskjobs-heartbeat-{name}", daemon=True)
         self.worker = name
         self.store_of = store_of
+        # Called every ``WATCH_EVERY`` seconds: the tracker's look for the ends of pool
+        # processes that are gone (the "batched" mode).
+        self.watch = watch
         self.timeout = settings.worker_timeout
         self.interval = liveness.beat_interval(self.timeout)
         self.keep = {
@@ -48,8 +59,11 @@ class Heart(threading.Thread):
         self.beating_since: float | None = None
 
     def run(self) -> None:
-        next_beat = next_fold = next_expiry = time.monotonic()
+        next_beat = next_fold = next_expiry = next_watch = time.monotonic()
         while not self.stopping.is_set():
+            if self.watch is not None and time.monotonic() >= next_watch:
+                self.look_for_lost_ends()
+                next_watch = time.monotonic() + WATCH_EVERY
             if time.monotonic() >= next_beat:
                 self.beat_and_reap()
                 next_beat = time.monotonic() + self.interval
@@ -59,7 +73,15 @@ class Heart(threading.Thread):
             if self.keep and time.monotonic() >= next_expiry:
                 self.expire()
                 next_expiry = time.monotonic() + EXPIRE_EVERY
-            self.stopping.wait(max(min(next_beat, next_fold) - time.monotonic(), 0.0))
+            wakes = [next_beat, next_fold, *([next_watch] if self.watch is not None else [])]
+            self.stopping.wait(max(min(wakes) - time.monotonic(), 0.0))
+
+    def look_for_lost_ends(self) -> None:
+        try:
+            if self.watch is not None:
+                self.watch()
+        except Exception:
+            logger.exception("taskjobs: writing the ends of pool processes that are gone failed")
 
     def fold(self) -> None:
         """Move the changes of jobs' figures logged since the last fold into the running

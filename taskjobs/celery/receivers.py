@@ -57,6 +57,8 @@ def on_received(sender: Any = None, request: Any = None, **_: Any) -> None:
         if task_id is None or tracked is None:
             return
         tracker, existing_only = tracked
+        if tracker.ends_queued:  # its pool process may be gone before it writes the end
+            tracker.outcomes.watch(request, existing_only)
         queued = bool(message.get(QUEUED_HEADER))
         stamp = delivery(message)
         known = {

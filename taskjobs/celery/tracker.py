@@ -14,6 +14,7 @@ from typing import Any
 
 from taskjobs import config
 from taskjobs.celery.heartbeat import Heart
+from taskjobs.celery.outcomes import KEEP, Outcomes, end_of, unwritten
 from taskjobs.celery.recorder import Change, Mode, Recorder
 from taskjobs.settings import Settings
 from taskjobs.store import Store, store_for
@@ -36,6 +37,8 @@ class Tracker:
         self._lock = threading.Lock()
         # The heartbeat of this worker process, once it consumes.
         self.heart: Heart | None = None
+        # What this worker's pool processes returned lately (the "batched" mode only).
+        self.outcomes = Outcomes()
 
     def __repr__(self) -> str:
         return f"Tracker({self.name!r}, {self.store!r}, {self.settings.write_mode})"
@@ -66,6 +69,12 @@ class Tracker:
     def mode(self) -> Mode:
         """How this app's worker-side events are written."""
         return self._mode
+
+    @property
+    def ends_queued(self) -> bool:
+        """Whether a task's end may still be queued in its process when the task returns (the
+        "batched" mode): a process killed then takes it along."""
+        return self._mode.batched and not self._mode.ends_committed
 
     def recorder(self) -> Recorder:
         """The recorder of this app for its store now. One that queues (the "grouped" and
@@ -120,8 +129,28 @@ class Tracker:
         """Beat for ``worker`` (this process's node name) in this app's store, once."""
         if self.heart is None:
             with never_raising("the heartbeat", worker):
-                self.heart = Heart(worker, self.settings, lambda: self.store)
+                watch = self.write_lost_ends if self.ends_queued else None
+                self.heart = Heart(worker, self.settings, lambda: self.store, watch=watch)
                 self.heart.start()
+
+    def write_lost_ends(self) -> int:
+        """Write the ends that pool processes returned but were gone before writing (see
+        ``taskjobs.celery.outcomes``), where the store still lacks them; how many."""
+        lost = self.outcomes.take_lost(keep=max(KEEP, 4 * self.mode.interval))
+        if not lost:
+            return 0
+        store = self.store
+        ends = [end for end in lost if unwritten(end, store.get(end.job_id))]
+        if ends:
+            changes = [change for end in ends for change in end_of(end, self.settings)]
+            self.record(*changes, commit=True)
+            logger.warning(
+                "taskjobs: pool process(es) %s of app %s were gone before writing the end of "
+                "%d job(s) they ran: written from the worker's main process",
+                ", ".join(str(pid) for pid in sorted({end.pid for end in ends})), self.name,
+                len(ends),
+            )  # fmt: skip
+        return len(ends)
 
     def stop_heartbeat(self, reason: str) -> None:
         """Stop beating, and record the worker stopped: its jobs still running end lost."""

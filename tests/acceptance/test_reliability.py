@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import signal
@@ -371,3 +372,43 @@ def test_a_revoke_shows_at_once_and_ends_the_job_when_the_worker_discards_it(
     ended = job_in(held.id, "error", timeout=30)
     assert ended["celery_state"] == "REVOKED"
     assert stack.publisher.AsyncResult(held.id).state == "REVOKED"
+
+
+def done_in_main_process(stack: Stack, worker: Worker, task_id: str) -> bool:
+    """Whether the worker's main process has had the task's outcome from its pool (the task is
+    no longer among the worker's active ones)."""
+    inspect = stack.publisher.control.inspect(destination=[worker.name], timeout=2)
+    active = inspect.active()
+    return active is not None and all(
+        task["id"] != task_id for tasks in active.values() for task in tasks
+    )
+
+
+@pytest.mark.parametrize(
+    "fresh_stack", [("redis", "postgresql"), ("rabbitmq", "sqlite")], indirect=True
+)
+def test_ends_a_killed_pool_process_had_not_written_are_written_by_the_worker(
+    fresh_stack: Stack,
+) -> None:
+    """In the "batched" mode a pool process queues a task's end and returns. Killed before its
+    writer runs (its batches here wait 30 s), it takes the end along; the worker's main process,
+    which had the outcome, writes it: a result, or the task's own exception."""
+    stack = fresh_stack
+    batched = {"TASKJOBS_WRITE_MODE": "batched", "TASKJOBS_BATCH_INTERVAL": "30"}
+    worker = stack.start_worker(concurrency=1, env=batched)
+    for fail, state in ((False, "finished"), (True, "error")):
+        result = send(stack, "own_pid", fail)
+        outcome = result.get(timeout=30, propagate=False)
+        pid = int(outcome.args[0]) if fail else int(outcome)
+        done = functools.partial(done_in_main_process, stack, worker, result.id)
+        wait_for(done, what="the worker's main process to have the outcome")
+        assert getJob(result.id)["status"] == "pending", "nothing of the worker written yet"
+        os.kill(pid, signal.SIGKILL)
+        job = job_in(result.id, state, timeout=15)
+        assert f"pool process {pid}, which ran the task, was gone" in job["messages"]
+        if fail:
+            assert job["exc_type"] == "ValueError" and f"ValueError: {pid}" in job["messages"]
+        else:
+            assert (job["result"], job["celery_state"]) == (str(pid), "SUCCESS")
+        stored = current_store().get(result.id)
+        assert stored is not None and stored.worker == worker.name and stored.runtime is not None

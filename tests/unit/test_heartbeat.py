@@ -3,6 +3,7 @@ counts: how often a worker beats, folds and deletes, and what it says when reapi
 
 from __future__ import annotations
 
+import itertools
 import logging
 from datetime import datetime
 from types import SimpleNamespace
@@ -110,3 +111,29 @@ def test_a_failed_look_for_silent_workers_is_logged_and_the_heart_beats_on(
         (logging.ERROR, "taskjobs: looking for silent workers failed (worker celery@judge)")
     ] * 2
     assert all(r.exc_info is not None for r in caplog.records), "the traceback says why"
+
+
+def test_a_heart_with_a_watch_calls_it_every_second_and_beats_on_when_it_fails(
+    clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The "batched" mode's look for the ends of pool processes that are gone runs every
+    second, whatever the beat's pace; one that fails is logged, and the next runs as planned."""
+    store = CountingStore()
+    looks: list[float] = []
+
+    def watch() -> None:
+        looks.append(clock.now)
+        if len(looks) == 3:
+            raise StoreError("database unreachable", retryable=True)
+
+    settings = Settings.load({"taskjobs_worker_timeout": 60})
+    heart = Heart("celery@watcher", settings, lambda: store, watch=watch)  # type: ignore[arg-type, return-value]
+    heart.stopping = Stopping(clock, 30.0)  # type: ignore[assignment]
+    with caplog.at_level(logging.WARNING, logger="taskjobs"):
+        heart.run()
+    assert 30 <= len(looks) <= 31, f"{len(looks)} looks in 30 s at one a second"
+    assert all(0.99 < later - earlier < 1.01 for earlier, later in itertools.pairwise(looks))
+    assert [r.getMessage() for r in caplog.records] == [
+        "taskjobs: writing the ends of pool processes that are gone failed"
+    ]
+    assert store.calls["heartbeat"] == 3, "beats at its own pace (every 10 s)"
