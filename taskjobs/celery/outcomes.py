@@ -160,9 +160,10 @@ def unwritten(returned: Returned, job: Job | None) -> bool:
     return job.status not in (FINISHED, ERROR) or job.retries < returned.retries
 
 
-def end_of(returned: Returned, settings: Settings) -> list[Event | Note]:
-    """The end its pool process did not write, as it would have, and a note saying the
-    worker's main process wrote it."""
+def end_of(returned: Returned, settings: Settings, missing: bool = True) -> list[Event | Note]:
+    """The end its pool process did not write (``missing``), or may not have written (the
+    store could not say), as it would have, and a note saying the worker's main process wrote
+    it. An end already written stays as it is: the order guard refuses the same step again."""
     at = datetime.fromtimestamp(returned.at, timezone.utc)
     detail = ""
     end: Event
@@ -196,12 +197,14 @@ def end_of(returned: Returned, settings: Settings) -> list[Event | Note]:
         )
         if not exact:
             detail = " (the result as Celery's repr of it: all a pool process hands back)"
-    note = Note(
-        returned.job_id,
-        f"end written by the worker's main process: pool process {returned.pid}, which ran "
-        f"the task, was gone before it had written it{detail}",
-        at,
+    gone = f"pool process {returned.pid}, which ran the task, was gone"
+    said = (
+        f"end written by the worker's main process: {gone} before it had written it"
+        if missing
+        else f"{gone}, and the job store could not say whether it had written the task's end: "
+        "the worker's main process wrote it too"
     )
+    note = Note(returned.job_id, said + detail, at)
     return [end, note]
 
 

@@ -16,6 +16,7 @@ from taskjobs import config
 from taskjobs.celery.heartbeat import Heart
 from taskjobs.celery.outcomes import KEEP, Outcomes, end_of, unwritten
 from taskjobs.celery.recorder import Change, Mode, Recorder
+from taskjobs.errors import StoreError
 from taskjobs.settings import Settings
 from taskjobs.store import Store, store_for
 
@@ -139,10 +140,13 @@ class Tracker:
         lost = self.outcomes.take_lost(keep=max(KEEP, 4 * self.mode.interval))
         if not lost:
             return 0
-        store = self.store
-        ends = [end for end in lost if unwritten(end, store.get(end.job_id))]
+        store, known = self.store, True
+        try:
+            ends = [end for end in lost if unwritten(end, store.get(end.job_id))]
+        except StoreError:  # unreadable now: write them all (an end already written stays)
+            ends, known = lost, False
         if ends:
-            changes = [change for end in ends for change in end_of(end, self.settings)]
+            changes = [change for end in ends for change in end_of(end, self.settings, known)]
             self.record(*changes, commit=True)
             logger.warning(
                 "taskjobs: pool process(es) %s of app %s were gone before writing the end of "

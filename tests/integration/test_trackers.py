@@ -195,3 +195,49 @@ def test_install_returns_the_apps_tracker_with_its_settings_read_again(
     assert taskjobs.install(orders.app) is orders.tracker
     assert orders.tracker.settings.worker_timeout == 9.0
     assert registry.installed(orders.app) is orders.tracker
+
+
+def test_the_end_a_gone_pool_process_had_not_written_is_written_once(tmp_path: Path) -> None:
+    """The "batched" mode's recovery, against a real store: the end a pool process returned is
+    written when the store lacks it, and left alone when the job ended at that attempt."""
+    from taskjobs import lifecycle
+    from taskjobs.model import utcnow
+    from tests.unit.test_outcomes import request
+
+    taskjobs.configure(None)
+    tracked = tracked_app("recovery", f"sqlite:///{tmp_path}/recovery.sqlite3",
+                          taskjobs_write_mode="batched")  # fmt: skip
+    tracker = tracked.tracker
+    assert tracker.ends_queued
+    tracked.store.apply(lifecycle.succeeded("t-done", name="tasks.add", result="1", runtime=0.1,
+                                            retries=0, delivery=None, at=utcnow()))  # fmt: skip
+    for task_id in ("t-lost", "t-done"):
+        tracker.outcomes.watch(watched := request(task_id), existing_only=False)
+        watched.on_success((False, "[1, 'two']", 0.2))
+    assert tracker.write_lost_ends() == 1
+    lost = tracked.store.get("t-lost")
+    assert lost is not None and (lost.status, lost.result) == ("finished", '[1, "two"]')
+    assert "end written by the worker's main process: pool process 999999999" in lost.messages
+    done = tracked.store.get("t-done")
+    assert done is not None and (done.result, done.messages) == ("1", "")
+    assert tracker.write_lost_ends() == 0, "taken once"
+    taskjobs.configure(None)
+
+
+def test_a_gone_pool_process_s_ends_are_kept_for_a_store_that_is_down(tmp_path: Path) -> None:
+    """The store cannot say whether the end was written: it is written anyway, buffered until
+    the store is back (an end already there would stay: the order guard refuses it again)."""
+    from tests.unit.test_outcomes import request
+
+    taskjobs.configure(None)
+    tracked = tracked_app("outage", "postgresql://nobody@127.0.0.1:1/nowhere",
+                          taskjobs_write_mode="batched")  # fmt: skip
+    tracker = tracked.tracker
+    tracker.outcomes.watch(watched := request("t-lost"), existing_only=False)
+    watched.on_success((False, "3", 0.2))
+    assert tracker.write_lost_ends() == 1
+    queued = list(tracker.recorder().buffer)
+    assert [type(change).__name__ for change in queued] == ["Event", "Note"]
+    assert "could not say whether it had written the task's end" in queued[1].text
+    tracker.recorder().after_fork()  # forget what was buffered for a database that never comes
+    taskjobs.configure(None)
