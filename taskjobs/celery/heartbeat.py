@@ -10,7 +10,6 @@ import time
 from collections.abc import Callable
 
 from taskjobs import liveness
-from taskjobs.celery.outcomes import WATCH_EVERY
 from taskjobs.settings import Settings
 from taskjobs.store import Store
 
@@ -24,6 +23,9 @@ EXPIRE_BATCHES, EXPIRE_BATCH_SIZE = 10, 1000
 # fold moves at most: readers add up what is not folded yet, so folding often keeps them fast.
 FOLD_EVERY = 2.0
 FOLD_LIMIT = 100_000
+# Seconds between two looks for pool processes that are gone before writing the ends they
+# queued (the "batched" mode; ``taskjobs.celery.outcomes``).
+WATCH_EVERY = 1.0
 
 
 class Heart(threading.Thread):

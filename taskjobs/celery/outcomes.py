@@ -5,8 +5,8 @@ the worker's main process before the end is written. A pool process killed in th
 (SIGKILL, the OOM killer) takes the queued end with it, and Celery, which has the outcome,
 reports nothing more: the job would stay running. So the main process keeps each outcome its
 pool returns, by the pid of the process that returned it, for ``KEEP`` seconds; the heartbeat
-thread looks every ``WATCH_EVERY`` seconds for pool processes that are gone and writes, from
-what they returned, the ends the store still lacks.
+thread looks every second for pool processes that are gone and writes, from what they
+returned, the ends the store still lacks.
 """
 
 from __future__ import annotations
@@ -38,8 +38,6 @@ logger = logging.getLogger("taskjobs")
 # Seconds an outcome is kept while the process that returned it lives: far longer than a
 # batch waits to be written (``taskjobs_batch_interval``, 50 ms by default) and committed.
 KEEP = 5.0
-# Seconds between two looks for pool processes that are gone.
-WATCH_EVERY = 1.0
 # Exceptions that are not the task's own failure: Celery's control flow (a retry, an ignored or
 # rejected message) and the ends the main process itself reports (a lost or killed process).
 NOT_AN_END = (Retry, Ignore, Reject, Terminated, WorkerLostError, TimeLimitExceeded)
@@ -81,6 +79,7 @@ class Outcomes:
 
         def on_success(outcome: Any, **kwargs: Any) -> Any:
             note(request, outcome, existing_only)
+            del request.on_success  # called once: no cycle through this function is left
             return returned(outcome, **kwargs)
 
         try:
