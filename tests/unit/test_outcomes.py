@@ -3,6 +3,7 @@ when the pool process that returned them is gone (the "batched" mode)."""
 
 from __future__ import annotations
 
+import logging
 import os
 from types import SimpleNamespace
 from typing import Any
@@ -106,8 +107,9 @@ def test_a_request_that_takes_no_attributes_is_left_to_celery_and_said_once(
         def on_success(self, outcome: Any) -> None: ...
 
     outcomes = Outcomes()
-    for _ in range(3):
-        outcomes.watch(Slotted(), existing_only=False)
+    with caplog.at_level(logging.WARNING, logger="taskjobs"):
+        for _ in range(3):
+            outcomes.watch(Slotted(), existing_only=False)
     assert [r.getMessage() for r in caplog.records] == [
         "taskjobs: cannot watch the outcomes of Slotted requests: the end of a task whose pool "
         "process is killed before writing it stays unwritten"
