@@ -132,14 +132,14 @@ def log_history(dialect: str, source: Any, applied: Any) -> Any:
 
 
 def _insert_history(dialect: str, rows: Any) -> Any:
-    """Insert ``rows`` (job id, state, time) into the history, each unless it is there.
+    """Insert ``rows`` (job id, state, time) into the history, each unless it is there: the
+    unique index on the step skips it.
 
-    The rows are selected ``_unlogged``: that probe skips a step that its job's history
-    already holds. But two writes of one step may run at once: the publisher's and the
-    worker's of one publish (the worker writes it from the message, in case the publisher's is
-    late or lost). On PostgreSQL the second one's probe reads the history as it was when its
-    statement began, before it waited for the job's row: the unique index on the step is what
-    keeps it from logging the step again."""
+    Two writes of one step may run at once: the publisher's and the worker's of one publish
+    (the worker writes it from the message, in case the publisher's is late or lost). A probe
+    of the history (``_unlogged``, which SQLite and MySQL keep) reads it as it was when its
+    statement began on PostgreSQL, before it waited for the job's row: the index is what keeps
+    the second write from logging the step again."""
     return dialects.insert_new(dialect, transitions, _TRANSITION_COLUMNS, rows, TRANSITION_KEY)
 
 
