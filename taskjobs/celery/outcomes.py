@@ -79,7 +79,8 @@ class Outcomes:
 
         def on_success(outcome: Any, **kwargs: Any) -> Any:
             note(request, outcome, existing_only)
-            del request.on_success  # called once: no cycle through this function is left
+            # Called once: no reference cycle through this function is left (never raises).
+            vars(request).pop("on_success", None)
             return returned(outcome, **kwargs)
 
         try:
