@@ -244,8 +244,6 @@ def _task_raised(info: Any) -> bool:
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # a process of another user took the pid: ours is gone
+    except (ProcessLookupError, PermissionError):  # gone, or its pid is another user's now
         return False
     return True
