@@ -32,7 +32,7 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.harness import git, save_results  # noqa: E402
+from bench.harness import save_results  # noqa: E402
 from bench.queries import seed  # noqa: E402
 from taskjobs.store import Store  # noqa: E402
 from taskjobs.store.tables import jobs, stat_log, stats  # noqa: E402
@@ -103,7 +103,7 @@ def main() -> None:
               f"{median['wall_us_per_change']:>13.1f} us")  # fmt: skip
     save_results(
         "fold",
-        {"commit": git("rev-parse", "HEAD").strip(), "jobs": args.jobs, "spans_seconds": spans,
+        {"jobs": args.jobs, "spans_seconds": spans,
          "runs": runs, "medians": medians},
     )  # fmt: skip
 

@@ -406,8 +406,21 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def code_measured() -> dict[str, Any]:
+    """The taskjobs a benchmark that imports it from this checkout measured: the commit, the
+    package's uncommitted changes, and a hash of the package as it was."""
+    return {
+        "source": "this checkout",
+        "git_head": git("rev-parse", "HEAD").strip(),
+        "uncommitted_taskjobs_changes": git("status", "--porcelain", "--", "taskjobs").splitlines(),
+        "taskjobs_sha256": tree_hash(ROOT / "taskjobs"),
+    }
+
+
 def save_results(kind: str, data: dict[str, Any]) -> Path:
-    """Write a run's ``data`` to ``bench/results/<kind>-<UTC time>.json``; say where."""
+    """Write a run's ``data`` to ``bench/results/<kind>-<UTC time>.json``; say where. A record
+    that does not say what code it measured (``code``) is given this checkout's."""
+    data.setdefault("code", code_measured())
     path = RESULTS / f"{kind}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
     write_json(path, data)
     print(f"\nwritten to {path.relative_to(BENCH.parent)}")
