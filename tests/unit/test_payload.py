@@ -3,14 +3,20 @@ failure text."""
 
 from __future__ import annotations
 
+import datetime as dt
+import decimal
 import json
 import traceback
+import uuid
 from types import SimpleNamespace
 from typing import Any
 
+import kombu.utils.json as kombu_json
+import pytest
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded, WorkerLostError
 from celery.result import AsyncResult
 from celery.utils.saferepr import saferepr
+from kombu.utils.json import dumps as kombu_dumps
 
 from taskjobs.celery.payload import capped, failure_text, json_text, request_text, result_text
 from taskjobs.settings import Settings
@@ -121,6 +127,35 @@ def test_results_are_json_and_an_async_result_its_id_tuple() -> None:
         ["child", [["parent", None], None]],
         None,
     ]
+
+
+class Money:
+    def __init__(self, cents: int) -> None:
+        self.cents = cents
+
+
+def test_json_text_is_what_celerys_json_serializer_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    value = {
+        "text": "é\u2028",
+        "numbers": [1, 2.5, -0.0, 10**30],
+        "nothing": None,
+        "when": dt.datetime(2026, 12, 7, 6, 30, 1, 250, tzinfo=dt.timezone.utc),
+        "day": dt.date(2026, 12, 7),
+        "id": uuid.UUID("12345678-1234-5678-1234-567812345678"),
+        "amount": decimal.Decimal("1.50"),
+        "raw": b"\xff\x00",
+        "nested": ({"a": (1, 2)},),
+    }
+    assert json_text(value) == kombu_dumps(value)
+    # A type registered with kombu after taskjobs was imported is encoded as kombu does (kombu's
+    # registry is copied first, so that the registration ends with this test).
+    monkeypatch.setattr(kombu_json, "_encoders", dict(kombu_json._encoders))
+    monkeypatch.setattr(kombu_json, "_decoders", dict(kombu_json._decoders))
+    kombu_json.register_type(
+        Money, "test-money", lambda money: money.cents, lambda cents: Money(cents)
+    )
+    assert json_text([Money(150)]) == kombu_dumps([Money(150)])
+    assert json.loads(json_text([Money(150)])) == [{"__type__": "test-money", "__value__": 150}]
 
 
 def test_what_json_cannot_encode_is_stored_as_its_repr() -> None:
