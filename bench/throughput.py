@@ -151,6 +151,22 @@ VARIANTS = (
         write_mode="batched",
     ),
     Variant(
+        "taskjobs-postgresql-default",
+        "taskjobs on PostgreSQL as shipped: grouped writes, publishing off the caller's path",
+        "postgresql",
+        taskjobs=True,
+        write_mode="grouped",
+        publish_mode="async",
+    ),
+    Variant(
+        "taskjobs-sqlite-default",
+        "taskjobs on a SQLite file as shipped: grouped writes, publishing off the caller's path",
+        "sqlite",
+        taskjobs=True,
+        write_mode="grouped",
+        publish_mode="async",
+    ),
+    Variant(
         "taskjobs-mariadb-batched",
         "taskjobs on MariaDB, batched write mode",
         "mariadb",
@@ -161,6 +177,11 @@ VARIANTS = (
 BY_KEY = {variant.key: variant for variant in VARIANTS}
 # (numerator, denominator) pairs reported as ratios of median tasks/s, within one pool.
 RATIOS = (
+    ("taskjobs-postgresql-default", "ceiling"),
+    ("taskjobs-postgresql-default", "celery-db-postgresql"),
+    ("taskjobs-postgresql-default", "celery-redis"),
+    ("taskjobs-sqlite-default", "ceiling"),
+    ("taskjobs-sqlite-default", "celery-db-sqlite"),
     ("taskjobs-postgresql", "ceiling"),
     ("taskjobs-sqlite", "ceiling"),
     ("taskjobs-mariadb", "ceiling"),
