@@ -35,6 +35,10 @@ HISTORY_COLUMNS = ("id", "status", "celery_state", "worker", "retries", "updated
 _TRANSITION_COLUMNS = ("job_id", "status", "celery_state", "worker", "retries", "at")
 # The state a history row holds: what a late event logs of its own (see ``_late``).
 _STATE_COLUMNS = HISTORY_COLUMNS[1:-1]
+# What a run of a job sets: cleared when its id is published again and a new run starts (see
+# ``assignments``), so that nothing of an earlier run is shown as the new one's.
+RUN_COLUMNS = ("worker", "pid", "eta", "received_at", "started_at", "finished_at", "runtime",
+               "result", "exc_type")  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,11 +84,17 @@ def assignments(shape: Shape, new: Callable[[str], Any]) -> list[tuple[str, Any]
     own columns come last: ``seq``, then ``delivery`` (whose guard, seeing the new ``seq``,
     still holds exactly when the write moved to a later delivery, and otherwise keeps the
     value it has). An older event changes nothing the row has, but still fills what it lacks
-    (a receipt time that arrives after the end).
+    (a receipt time that arrives after the end), unless it belongs to an earlier delivery.
+
+    A later delivery of a first attempt is the id published again: a new run. It clears what
+    the earlier run set (``RUN_COLUMNS``) where it does not set it itself; a retry (a later
+    delivery of a later attempt) is the same run, and keeps them.
     """
     current = jobs.c
     guard: Any = None
     new_seq: Any = None
+    fills: Any = None  # when an older event fills what the row lacks (None: always)
+    starts_over: Any = None
     if shape.ordered:
         guard = sa.or_(current.seq.is_(None), current.seq < new("seq"))
         new_seq = new("seq")
@@ -94,6 +104,12 @@ def assignments(shape: Shape, new: Callable[[str], Any]) -> list[tuple[str, Any]
                 current.seq.is_(None),
                 new("delivery") > known,
                 sa.and_(new("delivery") == known, current.seq < new("seq")),
+            )
+            fills = new("delivery") >= known
+            starts_over = sa.and_(
+                current.seq.is_not(None),
+                new("delivery") > known,
+                new("seq") < _inline(STAGES_PER_ATTEMPT),
             )
     elif shape.stage is not None:
         # The row's attempt, kept; its stage moved on to ``stage`` if that is later.
@@ -108,9 +124,12 @@ def assignments(shape: Shape, new: Callable[[str], Any]) -> list[tuple[str, Any]
             return value
         return sa.case((guard, value), else_=current[column] if otherwise is None else otherwise)
 
+    def filled(column: str) -> Any:
+        either = sa.func.coalesce(current[column], new(column))
+        return either if fills is None else sa.case((fills, either), else_=current[column])
+
     updates: list[tuple[str, Any]] = [
-        (column, guarded(column, new(column), sa.func.coalesce(current[column], new(column))))
-        for column in shape.values
+        (column, guarded(column, new(column), filled(column))) for column in shape.values
     ]
     updates += [(column, _filled(current[column], new(column))) for column in shape.fill]
     if shape.appends:
@@ -118,6 +137,12 @@ def assignments(shape: Shape, new: Callable[[str], Any]) -> list[tuple[str, Any]
         updates.append(
             ("messages", guarded("messages", appended) if shape.guard_message else appended)
         )
+    if starts_over is not None:
+        updates += [
+            (column, sa.case((starts_over, sa.null()), else_=current[column]))
+            for column in RUN_COLUMNS
+            if column not in shape.values
+        ]
     if guard is not None:
         updates.append(("seq", guarded("seq", new_seq)))
     if shape.delivered:

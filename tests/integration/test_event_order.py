@@ -28,6 +28,7 @@ from taskjobs.lifecycle import Event, Lineage
 from taskjobs.model import delivery_stamp
 from taskjobs.store import Store
 from taskjobs.store.tables import jobs, transitions
+from taskjobs.store.writes import RUN_COLUMNS
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 NAME, USER, QUEUE = "proj.add", "alice", "celery"
@@ -287,3 +288,112 @@ def test_a_job_an_untracked_publisher_sent_starts_over_when_a_tracked_one_sends_
     assert [h.status for h in store.history("job")] == [
         "pending", "pending", "running", "finished", "pending", "pending", "running", "error",
     ]  # fmt: skip
+
+
+# What a run of a job sets, and what the job's state is: all of it the new run's own.
+RUN_FIELDS = (*RUN_COLUMNS, "status", "celery_state", "retries")
+# The outcomes an event of the run's own delivery reports (the worker's main process's ends
+# know no delivery, so they end whatever run the row is at).
+RUN_OUTCOMES = ("success", "failure", "revoked")
+
+
+def _runs(outcome: str) -> tuple[dict[str, Event], tuple[str, ...], dict[str, Event]]:
+    """A first run that succeeded on ``celery@w0``, and the events of the same id published
+    again an hour later, run on ``celery@w9`` and ending in ``outcome`` (labels ``again/...``)."""
+    first, order = lifecycle_of("job", 0, "success", stamped=True)
+    second, _ = lifecycle_of("job", 0, outcome, stamped=True)
+    hour = timedelta(hours=1)
+    again: dict[str, Event] = {}
+    for label, event in second.items():
+        values = dict(event.values)
+        if "worker" in values:
+            values.update(worker="celery@w9", pid=999)
+        assert event.delivery is not None
+        again[f"again/{label}"] = dataclasses.replace(
+            event, at=event.at + hour, delivery=event.delivery + 3_600_000_000, values=values
+        )
+    return first, order, again
+
+
+def _run_fields(store: Store) -> dict[str, Any]:
+    job = store.get("job")
+    assert job is not None
+    return {field: getattr(job, field) for field in RUN_FIELDS}
+
+
+def test_an_id_published_again_shows_nothing_of_its_earlier_run(store: Store) -> None:
+    """``apply_async(task_id=...)`` with an id that already ran: from its publish on, the job
+    is the new run's alone (no earlier worker, result, times or exception); a retry, the same
+    run's next attempt, keeps what its attempts set."""
+    _empty(store)
+    first, order, again = _runs("failure")
+    for label in order:
+        store.apply(first[label])
+    ran = store.get("job")
+    assert ran is not None and (ran.result, ran.worker) == (RESULT, "celery@w0")
+    created = ran.created_at
+
+    store.apply(again["again/publish/0"])
+    pending = _run_fields(store)
+    assert pending["status"] == "pending" and pending["celery_state"] == "PENDING"
+    assert {field: pending[field] for field in RUN_COLUMNS} == {
+        "worker": None, "pid": None, "eta": None, "received_at": None, "started_at": None,
+        "finished_at": None, "runtime": None, "result": "", "exc_type": None,
+    }  # fmt: skip
+    for label in ("again/received/0", "again/running/0", "again/failure"):
+        store.apply(again[label])
+    failed = store.get("job")
+    assert failed is not None
+    assert (failed.status, failed.exc_type, failed.worker) == ("error", "ValueError", "celery@w9")
+    assert failed.result == "", "the earlier run's result is not this run's"
+    assert failed.created_at == created, "the job is dated from its first publish"
+
+    # A retry: the next attempt's publish keeps the attempt before it (its worker, its start).
+    _empty(store)
+    retried, retried_order = lifecycle_of("job", 1, "success", stamped=True)
+    for label in retried_order[: retried_order.index("publish/1") + 1]:
+        store.apply(retried[label])
+    job = store.get("job")
+    assert job is not None and (job.status, job.retries) == ("pending", 1)
+    assert (job.worker, job.pid) == ("celery@w0", 100)
+    assert job.started_at is not None
+
+
+@st.composite
+def runs_again(draw: st.DrawFn) -> tuple[str, tuple[str, ...]]:
+    """The second run's events, some repeated, with late copies of the first run's, in any
+    order."""
+    outcome = draw(st.sampled_from(RUN_OUTCOMES))
+    _, order, again = _runs(outcome)
+    labels = list(again) + draw(st.lists(st.sampled_from(list(again)), max_size=2))
+    labels += draw(st.lists(st.sampled_from(order), max_size=4))
+    return outcome, tuple(draw(st.permutations(labels)))
+
+
+def test_a_new_run_ends_the_same_whatever_order_its_and_the_earlier_runs_events_arrive_in(
+    store: Store,
+) -> None:
+    """Late events of the earlier run change nothing of the new one, and the new run's own
+    events fill in what it set, in any order: the job ends as when everything arrives in
+    order."""
+
+    @_settings(40 if store.engine.dialect.name == "sqlite" else 15)
+    @given(delivered=runs_again())
+    def check(delivered: tuple[str, tuple[str, ...]]) -> None:
+        outcome, labels = delivered
+        first, order, again = _runs(outcome)
+        _empty(store)
+        for label in order:
+            store.apply(first[label])
+        for label in again:
+            store.apply(again[label])
+        expected = _run_fields(store)
+        _empty(store)
+        for label in order:
+            store.apply(first[label])
+        events = {**first, **again}
+        for label in labels:
+            store.apply(events[label])
+        assert _run_fields(store) == expected
+
+    check()
