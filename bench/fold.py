@@ -102,10 +102,8 @@ def main() -> None:
         print(f"{label:<22}{median['cpu_us_per_change']:>13.1f} us"
               f"{median['wall_us_per_change']:>13.1f} us")  # fmt: skip
     save_results(
-        "fold",
-        {"jobs": args.jobs, "spans_seconds": spans,
-         "runs": runs, "medians": medians},
-    )  # fmt: skip
+        "fold", {"jobs": args.jobs, "spans_seconds": spans, "runs": runs, "medians": medians}
+    )
 
 
 if __name__ == "__main__":

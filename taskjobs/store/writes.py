@@ -93,7 +93,7 @@ def assignments(shape: Shape, new: Callable[[str], Any]) -> list[tuple[str, Any]
     current = jobs.c
     guard: Any = None
     new_seq: Any = None
-    fills: Any = None  # when an older event fills what the row lacks (None: always)
+    fills: Any = None  # whether a refused event may fill what the row lacks (None: always)
     starts_over: Any = None
     if shape.ordered:
         guard = sa.or_(current.seq.is_(None), current.seq < new("seq"))
@@ -124,12 +124,14 @@ def assignments(shape: Shape, new: Callable[[str], Any]) -> list[tuple[str, Any]
             return value
         return sa.case((guard, value), else_=current[column] if otherwise is None else otherwise)
 
-    def filled(column: str) -> Any:
+    def late_fill(column: str) -> Any:
+        """What an event the guard refuses leaves in ``column``: the row's value, or the
+        event's where the row has none (not an earlier delivery's)."""
         either = sa.func.coalesce(current[column], new(column))
         return either if fills is None else sa.case((fills, either), else_=current[column])
 
     updates: list[tuple[str, Any]] = [
-        (column, guarded(column, new(column), filled(column))) for column in shape.values
+        (column, guarded(column, new(column), late_fill(column))) for column in shape.values
     ]
     updates += [(column, _filled(current[column], new(column))) for column in shape.fill]
     if shape.appends:
