@@ -305,9 +305,9 @@ def _runs(outcome: str) -> tuple[dict[str, Event], tuple[str, ...], dict[str, Ev
     hour = timedelta(hours=1)
     again: dict[str, Event] = {}
     for label, event in second.items():
-        values = dict(event.values)
-        if "worker" in values:
-            values.update(worker="celery@w9", pid=999)
+        # Another worker and process, only where the event carries them (a receipt has no pid).
+        other = {"worker": "celery@w9", "pid": 999}
+        values = {key: other.get(key, value) for key, value in event.values.items()}
         assert event.delivery is not None
         again[f"again/{label}"] = dataclasses.replace(
             event, at=event.at + hour, delivery=event.delivery + 3_600_000_000, values=values
