@@ -87,8 +87,9 @@ def assignments(shape: Shape, new: Callable[[str], Any]) -> list[tuple[str, Any]
     (a receipt time that arrives after the end), unless it belongs to an earlier delivery.
 
     A later delivery of a first attempt is the id published again: a new run. It clears what
-    the earlier run set (``RUN_COLUMNS``) where it does not set it itself; a retry (a later
-    delivery of a later attempt) is the same run, and keeps them.
+    the earlier run set (``RUN_COLUMNS``) where it does not set it itself, and dates the job
+    from the new run (``_dated``); a retry (a later delivery of a later attempt) is the same
+    run, and keeps them.
     """
     current = jobs.c
     guard: Any = None
@@ -133,7 +134,11 @@ def assignments(shape: Shape, new: Callable[[str], Any]) -> list[tuple[str, Any]
     updates: list[tuple[str, Any]] = [
         (column, guarded(column, new(column), late_fill(column))) for column in shape.values
     ]
-    updates += [(column, _filled(current[column], new(column))) for column in shape.fill]
+    updates += [
+        (column, _dated(current, new, starts_over, fills) if column == "created_at"
+                 else _filled(current[column], new(column)))
+        for column in shape.fill
+    ]  # fmt: skip
     if shape.appends:
         appended = sa.func.coalesce(current.messages, sa.literal_column("''")) + new("messages")
         updates.append(
@@ -362,6 +367,20 @@ def append_message(connection: sa.Connection, job_id: str, text: str, at: dateti
         .values(messages=sa.func.coalesce(jobs.c.messages, "") + text, updated_at=at)
     )
     return bool(connection.execute(statement).rowcount)
+
+
+def _dated(current: Any, new: Callable[[str], Any], starts_over: Any, fills: Any) -> Any:
+    """What ``created_at`` becomes: the earliest time any event of the job's current run
+    brings (``_filled``), its publish's once that arrives. A new run (``starts_over``) dates
+    the job afresh, and an earlier delivery's late event dates it no earlier."""
+    if starts_over is None:
+        return _filled(current.created_at, new("created_at"))
+    earlier = sa.or_(current.created_at.is_(None), new("created_at") < current.created_at)
+    return sa.case(
+        (starts_over, new("created_at")),
+        (sa.and_(fills, earlier), new("created_at")),
+        else_=current.created_at,
+    )
 
 
 def _filled(current: Any, new: Any) -> Any:

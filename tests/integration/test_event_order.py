@@ -290,8 +290,9 @@ def test_a_job_an_untracked_publisher_sent_starts_over_when_a_tracked_one_sends_
     ]  # fmt: skip
 
 
-# What a run of a job sets, and what the job's state is: all of it the new run's own.
-RUN_FIELDS = (*RUN_COLUMNS, "status", "celery_state", "retries")
+# What a run of a job sets, when it was published, and what the job's state is: all of it the
+# new run's own.
+RUN_FIELDS = (*RUN_COLUMNS, "created_at", "status", "celery_state", "retries")
 # The outcomes an event of the run's own delivery reports (the worker's main process's ends
 # know no delivery, so they end whatever run the row is at).
 RUN_OUTCOMES = ("success", "failure", "revoked")
@@ -305,9 +306,13 @@ def _runs(outcome: str) -> tuple[dict[str, Event], tuple[str, ...], dict[str, Ev
     hour = timedelta(hours=1)
     again: dict[str, Event] = {}
     for label, event in second.items():
-        # Another worker and process, only where the event carries them (a receipt has no pid).
+        # Another worker and process, only where the event carries them (a receipt has no pid),
+        # and its times an hour later.
         other = {"worker": "celery@w9", "pid": 999}
-        values = {key: other.get(key, value) for key, value in event.values.items()}
+        values = {
+            key: value + hour if isinstance(value, datetime) else other.get(key, value)
+            for key, value in event.values.items()
+        }
         assert event.delivery is not None
         again[f"again/{label}"] = dataclasses.replace(
             event, at=event.at + hour, delivery=event.delivery + 3_600_000_000, values=values
@@ -346,7 +351,13 @@ def test_an_id_published_again_shows_nothing_of_its_earlier_run(store: Store) ->
     assert failed is not None
     assert (failed.status, failed.exc_type, failed.worker) == ("error", "ValueError", "celery@w9")
     assert failed.result == "", "the earlier run's result is not this run's"
-    assert failed.created_at == created, "the job is dated from its first publish"
+    # Dated from the new run's publish: its wait, its buckets and its age for retention.
+    assert failed.created_at == again["again/publish/0"].at > created
+    assert failed.queue_wait == 2.0, "waited from its own publish to its start"
+    # A late event of the earlier run dates it no earlier.
+    store.apply(first["received/0"])
+    job = store.get("job")
+    assert job is not None and job.created_at == again["again/publish/0"].at
 
     # A retry: the next attempt's publish keeps the attempt before it (its worker, its start).
     _empty(store)
@@ -357,6 +368,7 @@ def test_an_id_published_again_shows_nothing_of_its_earlier_run(store: Store) ->
     assert job is not None and (job.status, job.retries) == ("pending", 1)
     assert (job.worker, job.pid) == ("celery@w0", 100)
     assert job.started_at is not None
+    assert job.created_at == retried["publish/0"].at, "a retry is dated from the first attempt"
 
 
 @st.composite
