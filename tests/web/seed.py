@@ -78,7 +78,8 @@ def _run(
     ``pending``, ``running``, ``finished`` or ``error``."""
     common = {"name": name, "user": user, "request": request, "queue": queue,
               "lineage": lineage or Lineage(), "retries": 0}  # fmt: skip
-    store.apply(lifecycle.published(job_id, eta=None, delivery=None, at=at, **common))
+    # Stamped as a tracked publisher stamps its message, with the stamp the worker reads.
+    store.apply(lifecycle.published(job_id, eta=None, delivery=1, at=at, **common))
     if until == "pending":
         return
     store.apply(lifecycle.received(job_id, eta=None, worker=worker, redelivered=False,
