@@ -373,14 +373,10 @@ def _dated(current: Any, new: Callable[[str], Any], starts_over: Any, fills: Any
     """What ``created_at`` becomes: the earliest time any event of the job's current run
     brings (``_filled``), its publish's once that arrives. A new run (``starts_over``) dates
     the job afresh, and an earlier delivery's late event dates it no earlier."""
+    earliest = _filled(current.created_at, new("created_at"))
     if starts_over is None:
-        return _filled(current.created_at, new("created_at"))
-    earlier = sa.or_(current.created_at.is_(None), new("created_at") < current.created_at)
-    return sa.case(
-        (starts_over, new("created_at")),
-        (sa.and_(fills, earlier), new("created_at")),
-        else_=current.created_at,
-    )
+        return earliest
+    return sa.case((starts_over, new("created_at")), (fills, earliest), else_=current.created_at)
 
 
 def _filled(current: Any, new: Any) -> Any:
