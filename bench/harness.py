@@ -417,10 +417,16 @@ def code_measured() -> dict[str, Any]:
     }
 
 
+# The checkout as this benchmark found it when it began: what it imported and ran, even if
+# commits land while it runs (a report-scale run takes an hour).
+CODE_AT_START = code_measured()
+
+
 def save_results(kind: str, data: dict[str, Any]) -> Path:
     """Write a run's ``data`` to ``bench/results/<kind>-<UTC time>.json``; say where. A record
-    that does not say what code it measured (``code``) is given this checkout's."""
-    data.setdefault("code", code_measured())
+    that does not say what code it measured (``code``) is given this checkout's as the run
+    began."""
+    data.setdefault("code", CODE_AT_START)
     path = RESULTS / f"{kind}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
     write_json(path, data)
     print(f"\nwritten to {path.relative_to(BENCH.parent)}")
