@@ -15,6 +15,8 @@ repository root, on ``PYTHONPATH``):
 - ``BENCH_READY_FILE``: the worker writes ``time.time()`` there from the ``worker_ready``
   signal, which Celery sends right before it logs ``celery@host ready.``, with the path of
   the taskjobs package it imported (JSON);
+- ``BENCH_SQL_TIMES``: a directory: time every SQL statement of every process into it
+  (``bench.sqltimes``);
 - ``BENCH_TASK_LOG``: ``1`` keeps Celery's two INFO lines per task ("received",
   "succeeded"); by default they are silenced so that log I/O, a cost shared by every
   variant, does not dilute the differences being measured.
@@ -48,6 +50,11 @@ app.conf.update(
     broker_connection_retry_on_startup=True,
     **json.loads(os.environ.get("BENCH_CONF") or "{}"),
 )
+
+if os.environ.get("BENCH_SQL_TIMES"):
+    from bench import sqltimes
+
+    sqltimes.install(os.environ["BENCH_SQL_TIMES"])
 
 if TASKJOBS_URL:
     import taskjobs
