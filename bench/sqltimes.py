@@ -110,10 +110,19 @@ def save() -> None:
     os.replace(path + ".tmp", path)
 
 
+def _after_fork_in_child() -> None:
+    """A forked pool process counts from zero: its parent's figures are the parent's."""
+    global _lock, _commits
+    _lock = threading.Lock()
+    _figures.clear()
+    _commits = 0
+
+
 def install(directory: str) -> None:
     """Time every statement of every engine of this process (and of its forked children)."""
     global _directory
     _directory = directory
+    os.register_at_fork(after_in_child=_after_fork_in_child)
     event.listen(sa.engine.Engine, "before_cursor_execute", _before)
     event.listen(sa.engine.Engine, "after_cursor_execute", _after)
     DefaultDialect.do_commit = _timed_commit(DefaultDialect.do_commit)  # type: ignore[method-assign]
