@@ -374,14 +374,24 @@ def test_a_revoke_shows_at_once_and_ends_the_job_when_the_worker_discards_it(
     assert stack.publisher.AsyncResult(held.id).state == "REVOKED"
 
 
-def done_in_main_process(stack: Stack, worker: Worker, task_id: str) -> bool:
+def done_in_main_process(
+    stack: Stack, worker: Worker, task_id: str, answers: list[Any] | None = None
+) -> bool:
     """Whether the worker's main process has had the task's outcome from its pool (the task is
-    no longer among the worker's active ones)."""
+    no longer among the worker's active ones); each answer (None: no reply within 2 s) is
+    appended to ``answers``, to say what was seen if the wait times out."""
     inspect = stack.publisher.control.inspect(destination=[worker.name], timeout=2)
     active = inspect.active()
+    if answers is not None:
+        answers.append(active)
     return active is not None and all(
         task["id"] != task_id for tasks in active.values() for task in tasks
     )
+
+
+def inspected(awaited: str, answers: list[Any]) -> str:
+    """What a wait on ``done_in_main_process`` awaited, and what it saw."""
+    return f"{awaited}; {len(answers)} inspections, the last answers: {answers[-3:]}"
 
 
 @pytest.mark.parametrize(
@@ -391,17 +401,25 @@ def test_ends_a_killed_pool_process_had_not_written_are_written_by_the_worker(
     fresh_stack: Stack,
 ) -> None:
     """In the "batched" mode a pool process queues a task's end and returns. Killed before its
-    writer runs (its batches here wait 30 s), it takes the end along; the worker's main process,
-    which had the outcome, writes it: a result, or the task's own exception."""
+    writer runs (its batches here wait 90 s, longer than any wait below), it takes the end
+    along; the worker's main process, which had the outcome, writes it: a result, or the task's
+    own exception."""
     stack = fresh_stack
-    batched = {"TASKJOBS_WRITE_MODE": "batched", "TASKJOBS_BATCH_INTERVAL": "30"}
+    batched = {"TASKJOBS_WRITE_MODE": "batched", "TASKJOBS_BATCH_INTERVAL": "90"}
     worker = stack.start_worker(concurrency=1, env=batched)
     for fail, state in ((False, "finished"), (True, "error")):
         result = send(stack, "own_pid", fail)
         outcome = result.get(timeout=30, propagate=False)
         pid = int(outcome.args[0]) if fail else int(outcome)
-        done = functools.partial(done_in_main_process, stack, worker, result.id)
-        wait_for(done, what="the worker's main process to have the outcome")
+        answers: list[Any] = []
+        done = functools.partial(done_in_main_process, stack, worker, result.id, answers)
+        wait_for(
+            done,
+            timeout=45,
+            what=functools.partial(
+                inspected, "the worker's main process to have the outcome", answers
+            ),
+        )
         assert getJob(result.id)["status"] == "pending", "nothing of the worker written yet"
         os.kill(pid, signal.SIGKILL)
         job = job_in(result.id, state, timeout=15)
